@@ -1,0 +1,199 @@
+//! The ports the actors talk through, and the values that cross them.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use std::fmt;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, LocalBoxFuture};
+
+/// One chat: a tenant and the customer's number. Work of one conversation is passed on in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey {
+    /// The tenant's configured name; holds no `/`.
+    pub tenant: String,
+    /// The customer's phone number.
+    pub peer: String,
+}
+
+impl ConversationKey {
+    /// A key from its two parts.
+    pub fn new(tenant: impl Into<String>, peer: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            peer: peer.into(),
+        }
+    }
+
+    /// The key as one string, `tenant/peer`, the form stores keep.
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.tenant, self.peer)
+    }
+
+    /// The inverse of [`encode`](Self::encode); `None` for a string without a `/`.
+    pub fn decode(encoded: &str) -> Option<Self> {
+        let (tenant, peer) = encoded.split_once('/')?;
+        Some(Self::new(tenant, peer))
+    }
+
+    /// Which of `shards` owns this conversation; stable for the life of the process.
+    pub fn shard(&self, shards: usize) -> usize {
+        let mut hasher = DefaultHasher::new();
+        self.hash(&mut hasher);
+        (hasher.finish() % shards.max(1) as u64) as usize
+    }
+}
+
+impl fmt::Display for ConversationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.peer)
+    }
+}
+
+/// Where a candidate stands in a progression (e.g. a message's status) that must never go
+/// backwards: a candidate ranked below one already accepted for the same subject is superseded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rank {
+    /// What the rank is about, e.g. one message.
+    pub subject: String,
+    /// Higher is later.
+    pub value: u8,
+}
+
+/// One piece of work offered to the store, accepted at most once per `dedup_key`.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Identity for deduplication: a second candidate with the same key is a duplicate.
+    pub dedup_key: String,
+    /// Where the candidate stands in a progression that never goes backwards, if in one.
+    pub rank: Option<Rank>,
+    /// The conversation whose order it joins.
+    pub conversation: ConversationKey,
+    /// The id a person greps the logs for (a messageId).
+    pub reference: String,
+    /// The bytes the sink passes on.
+    pub payload: Bytes,
+}
+
+/// Where an accepted envelope sits in the store, so that it can be completed later.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Receipt(pub String);
+
+/// Accepted work: durable in the store until completed or dead-lettered.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// The store's handle on it.
+    pub receipt: Receipt,
+    /// The conversation whose order it keeps.
+    pub conversation: ConversationKey,
+    /// The id a person greps the logs for (a messageId).
+    pub reference: String,
+    /// The bytes the sink passes on.
+    pub payload: Bytes,
+    /// When the store accepted it; retries stop at an age limit.
+    pub accepted_at: SystemTime,
+}
+
+impl Envelope {
+    /// How long ago it was accepted.
+    pub fn age(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.accepted_at)
+            .unwrap_or_default()
+    }
+}
+
+/// What the store made of one candidate.
+#[derive(Debug)]
+pub enum Verdict {
+    /// New: durable now, to be passed on.
+    Accepted(Envelope),
+    /// Its `dedup_key` was accepted before.
+    Duplicate,
+    /// New, but ranked below what was already accepted for its subject: not passed on.
+    Superseded,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time; the caller may retry.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this version cannot read.
+    #[error("the store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+/// Deduplication and durability: what makes accepted work survive a crash.
+pub trait Store: Send + Sync + 'static {
+    /// Checks and marks every candidate in one atomic step and makes the new ones durable;
+    /// one verdict per candidate, in order.
+    fn accept(&self, batch: Vec<Candidate>) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>>;
+    /// Forgets an envelope that was passed on.
+    fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Moves an envelope that failed for good to the dead letters, with the reason.
+    fn dead_letter(
+        &self,
+        envelope: Envelope,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Every envelope accepted but neither completed nor dead-lettered, in acceptance order:
+    /// what a restarted process resumes.
+    fn unfinished(&self) -> BoxFuture<'static, Result<Vec<Envelope>, StoreError>>;
+    /// Whether the store answers.
+    fn ping(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// Whether a failed delivery is worth another try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryHint {
+    /// Try again, not sooner than `not_before` where the receiver asked for a pause.
+    Later {
+        /// The receiver's `Retry-After`, if it gave one.
+        not_before: Option<Duration>,
+    },
+    /// Trying again cannot help.
+    Never,
+}
+
+/// Why a delivery failed, and whether to try again.
+#[derive(Clone, Debug)]
+pub struct DeliveryFailure {
+    /// What went wrong, for the log and the dead letter.
+    pub reason: String,
+    /// Whether to try again.
+    pub retry: RetryHint,
+}
+
+impl DeliveryFailure {
+    /// A failure worth another try.
+    pub fn transient(reason: impl Into<String>, not_before: Option<Duration>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry: RetryHint::Later { not_before },
+        }
+    }
+
+    /// A failure that no retry can mend.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry: RetryHint::Never,
+        }
+    }
+}
+
+/// Passes an envelope on (to CTLive, to Infobip, to a host actor). Lives on one arbiter: the
+/// future it returns need not be `Send`, so it can use `awc`.
+pub trait Sink {
+    /// The function name its log lines carry, e.g. `forwardMessage`.
+    fn name(&self) -> &'static str;
+    /// Passes one envelope on; resolves when the receiver took it or refused it.
+    fn deliver(&self, envelope: &Envelope) -> LocalBoxFuture<'static, Result<(), DeliveryFailure>>;
+}
+
+/// Makes a [`Sink`] on the arbiter that will use it (one per registry shard).
+pub type SinkFactory = Arc<dyn Fn() -> Rc<dyn Sink> + Send + Sync>;

@@ -1,0 +1,125 @@
+//! The gateway as a library: built once, then mounted into any actix-web `App` (its own server or
+//! a host application such as a CTLive sidecar) with [`Gateway::configure`].
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Recipient;
+use actix_web::web;
+use imchannel_actors::intake::Intake;
+use imchannel_actors::ports::{Sink, SinkFactory, StoreError};
+use imchannel_actors::registry::{Limits, Registry};
+use imchannel_actors::retry::RetryPolicy;
+use log::info;
+
+use crate::clients::ctlive::{self, CtliveForwarder};
+use crate::clients::host::{HostSink, InboundEvent};
+use crate::config::Settings;
+use crate::state::AppState;
+use crate::{http, store};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener could not be bound.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Configures a [`Gateway`] before it starts.
+pub struct GatewayBuilder {
+    settings: Settings,
+    host: Option<Recipient<InboundEvent>>,
+}
+
+impl GatewayBuilder {
+    /// Hands inbound events to `recipient` as [`InboundEvent`] messages instead of posting them
+    /// to the tenants' `ctlive_url`.
+    pub fn forward_to_host(mut self, recipient: Recipient<InboundEvent>) -> Self {
+        self.host = Some(recipient);
+        self
+    }
+
+    /// Opens the store, starts the conversation registry and resumes the work a previous process
+    /// accepted but did not pass on. Must run inside an actix `System`.
+    pub async fn build(self) -> Result<Gateway, StartError> {
+        let settings = self.settings;
+        let store = store::open(&settings.store).await?;
+        let sinks: SinkFactory = match self.host {
+            Some(recipient) => Arc::new(move || Rc::new(HostSink::new(recipient.clone())) as Rc<dyn Sink>),
+            None => {
+                let targets = Arc::new(ctlive::targets(&settings));
+                let timeout = settings.delivery.timeout();
+                Arc::new(move || Rc::new(CtliveForwarder::new(timeout, targets.clone())) as Rc<dyn Sink>)
+            }
+        };
+        let registry = Registry::start(limits(&settings), store.clone(), sinks);
+        let unfinished = store.unfinished().await?;
+        if !unfinished.is_empty() {
+            info!(
+                "[IMCHANNEL] [resume] resuming {} accepted events that were not passed on yet",
+                unfinished.len()
+            );
+        }
+        registry.resume(unfinished);
+        let state = AppState::new(&settings, Intake::new(store, registry));
+        Ok(Gateway {
+            state: web::Data::new(state),
+        })
+    }
+}
+
+/// The running gateway: routes to mount and the actors behind them.
+#[derive(Clone)]
+pub struct Gateway {
+    state: web::Data<AppState>,
+}
+
+impl Gateway {
+    /// Starts configuring a gateway.
+    pub fn builder(settings: Settings) -> GatewayBuilder {
+        GatewayBuilder {
+            settings,
+            host: None,
+        }
+    }
+
+    /// Mounts the gateway's routes (and its state) into an actix-web `App`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone());
+        http::routes(cfg);
+    }
+
+    /// How many conversation actors are live now.
+    pub fn live_conversations(&self) -> usize {
+        self.state.intake.registry().live()
+    }
+}
+
+/// The registry's bounds and timings from the settings.
+fn limits(settings: &Settings) -> Limits {
+    let delivery = &settings.delivery;
+    Limits {
+        shards: worker_count(settings),
+        max_live: settings.conversation.max_live,
+        max_backlog: settings.conversation.max_backlog,
+        idle: Duration::from_secs(settings.conversation.idle_secs),
+        retry: RetryPolicy {
+            initial: Duration::from_millis(delivery.initial_backoff_ms),
+            max: Duration::from_millis(delivery.max_backoff_ms.max(delivery.initial_backoff_ms)),
+            max_age: Duration::from_secs(delivery.max_age_secs),
+        },
+    }
+}
+
+/// `server.workers`, where 0 means one per core.
+pub fn worker_count(settings: &Settings) -> usize {
+    match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    }
+}

@@ -1,0 +1,24 @@
+//! The actix-web routes: the webhook, health, and the error answers they share.
+
+pub(crate) mod auth;
+mod body;
+pub mod error;
+mod health;
+mod webhook;
+
+use actix_web::web;
+
+/// Mounts every route of the gateway on `cfg`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/imchannel/message", "/{tenant}/imchannel/message"])
+            .route(web::post().to(webhook::receive)),
+    )
+    .route("/healthz", web::get().to(health::alive))
+    .route("/readyz", web::get().to(health::ready));
+}
+
+/// The tenant a request names: its first path segment, or `default` on the paths without one.
+fn tenant_of(req: &actix_web::HttpRequest) -> &str {
+    req.match_info().get("tenant").unwrap_or(crate::DEFAULT_TENANT)
+}

@@ -1,0 +1,50 @@
+//! `POST /{tenant}/imchannel/message`: Infobip's webhook. Parse and authenticate, make the batch
+//! durable with its dedup, answer; order and delivery are the conversation actors'.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use imchannel_actors::intake::Outcome;
+use log::info;
+use serde_json::json;
+
+use super::body::read_limited;
+use super::error::ApiError;
+use super::tenant_of;
+use crate::protocol::webhook::parse_batch;
+use crate::state::AppState;
+
+/// Takes a batch of inbound messages, delivery reports and seen reports.
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = state.tenant(tenant_of(&req))?;
+    tenant.webhook_auth.check(&req)?;
+    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    info!(
+        "[IMCHANNEL] [onMessage] Message received {}",
+        String::from_utf8_lossy(&body)
+    );
+    let events = parse_batch(&body).map_err(|text| {
+        info!("[IMCHANNEL] [onMessage] batch refused: {text}");
+        ApiError::BadRequest(text)
+    })?;
+    let references: Vec<String> = events.iter().map(|event| event.message_id.clone()).collect();
+    let candidates = events
+        .into_iter()
+        .map(|event| event.into_candidate(&tenant.name))
+        .collect();
+    let outcomes = state.intake.submit(candidates).await?;
+    let mut accepted = 0;
+    for (reference, outcome) in references.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Accepted => accepted += 1,
+            Outcome::Duplicate => info!("[IMCHANNEL] [onMessage] messageId {reference} is a duplicate: not passed on again"),
+            Outcome::Superseded => info!("[IMCHANNEL] [onMessage] messageId {reference} reports a status older than one passed on: not passed on"),
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": accepted,
+        "ignored": outcomes.len() - accepted,
+    })))
+}

@@ -1,0 +1,30 @@
+//! imchannel: the gateway between CTLive and the Infobip WhatsApp channel. It deduplicates
+//! Infobip's webhooks, forwards them to CTLive in order per conversation, and keeps everything it
+//! accepted until it was passed on (DESIGN.md).
+//!
+//! # Layout
+//! - [`config`]: typed settings from `config.toml` and `IMCHANNEL__...` variables.
+//! - [`protocol`]: Infobip's JSON as imchannel reads and writes it; the error shape.
+//! - [`http`]: the actix-web routes.
+//! - [`clients`]: where accepted work goes (CTLive over awc, or a host actor).
+//! - [`store`]: Redis and embedded-memory implementations of the actors' `Store` port.
+//! - [`gateway`]: the library entry: build once, mount with [`Gateway::configure`].
+//! - [`startup`]: the gateway as its own server; [`sandbox`]: stand-ins to watch it work.
+//!
+//! The concurrency core (conversation actors, registry, retries) is the `imchannel-actors` crate.
+
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod protocol;
+pub mod sandbox;
+pub mod startup;
+pub mod state;
+pub mod store;
+
+pub use gateway::{Gateway, GatewayBuilder};
+
+/// The tenant of the paths without a tenant segment.
+pub const DEFAULT_TENANT: &str = "default";

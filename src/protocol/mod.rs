@@ -1,0 +1,4 @@
+//! The JSON of Infobip's and CTLive's protocol: what imchannel reads, checks and writes.
+
+pub mod error;
+pub mod webhook;

@@ -1,0 +1,55 @@
+//! What every request handler shares: the tenants and the intake.
+
+use std::collections::HashMap;
+
+use imchannel_actors::intake::Intake;
+
+use crate::config::Settings;
+use crate::http::auth::BasicCredentials;
+use crate::http::error::ApiError;
+
+/// One configured tenant as the handlers need it.
+pub struct Tenant {
+    /// Its name, the first path segment.
+    pub name: String,
+    /// What Infobip must present on webhooks.
+    pub webhook_auth: BasicCredentials,
+}
+
+/// The state shared by every worker's handlers.
+pub struct AppState {
+    tenants: HashMap<String, Tenant>,
+    /// Where accepted batches go.
+    pub intake: Intake,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The state for `settings`, feeding `intake`.
+    pub fn new(settings: &Settings, intake: Intake) -> Self {
+        let tenants = settings
+            .tenants
+            .iter()
+            .map(|(name, tenant)| {
+                let state = Tenant {
+                    name: name.clone(),
+                    webhook_auth: BasicCredentials::new(&tenant.webhook_user, &tenant.webhook_password),
+                };
+                (name.clone(), state)
+            })
+            .collect();
+        Self {
+            tenants,
+            intake,
+            max_body_bytes: settings.server.max_body_bytes,
+        }
+    }
+
+    /// The tenant of that name, or 404 whatever the credentials.
+    pub fn tenant(&self, name: &str) -> Result<&Tenant, ApiError> {
+        self.tenants
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("no tenant named {name:.64}")))
+    }
+}

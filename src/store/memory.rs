@@ -1,0 +1,123 @@
+//! The embedded store: everything in this process's memory, gone when it exits. It gives the
+//! guarantees of the Redis store for the life of the process.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::{self, BoxFuture, FutureExt};
+use imchannel_actors::ports::{Candidate, Envelope, Receipt, Store, StoreError, Verdict};
+use log::warn;
+
+use super::{dead_letter_json, MAX_DEAD_LETTERS};
+
+/// How many accepts pass between sweeps of expired marks.
+const SWEEP_EVERY: u64 = 4096;
+
+/// The store of a gateway without Redis.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    dedup_ttl: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    /// Dedup keys and when they expire.
+    marks: HashMap<String, Instant>,
+    /// Highest rank accepted per subject, and when it expires.
+    ranks: HashMap<String, (u8, Instant)>,
+    next_receipt: u64,
+    accepts: u64,
+    dead_letters: VecDeque<String>,
+}
+
+impl MemoryStore {
+    /// An empty store remembering dedup keys for `dedup_ttl`.
+    pub fn new(dedup_ttl: Duration) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            dedup_ttl,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding the lock, and the state stays consistent if one did.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn sweep(&mut self, now: Instant) {
+        self.marks.retain(|_, expires| *expires > now);
+        self.ranks.retain(|_, (_, expires)| *expires > now);
+    }
+
+    fn judge(&mut self, candidate: Candidate, now: Instant, expires: Instant) -> Verdict {
+        let fresh = self.marks.get(&candidate.dedup_key).is_none_or(|until| *until <= now);
+        if !fresh {
+            return Verdict::Duplicate;
+        }
+        self.marks.insert(candidate.dedup_key, expires);
+        if let Some(rank) = candidate.rank {
+            let seen = self
+                .ranks
+                .get(&rank.subject)
+                .filter(|(_, until)| *until > now)
+                .map_or(0, |(value, _)| *value);
+            if rank.value < seen {
+                return Verdict::Superseded;
+            }
+            if rank.value > seen {
+                self.ranks.insert(rank.subject, (rank.value, expires));
+            }
+        }
+        self.next_receipt += 1;
+        Verdict::Accepted(Envelope {
+            receipt: Receipt(self.next_receipt.to_string()),
+            conversation: candidate.conversation,
+            reference: candidate.reference,
+            payload: candidate.payload,
+            accepted_at: SystemTime::now(),
+        })
+    }
+}
+
+impl Store for MemoryStore {
+    fn accept(&self, batch: Vec<Candidate>) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
+        let now = Instant::now();
+        let expires = now + self.dedup_ttl;
+        let mut state = self.state();
+        state.accepts += 1;
+        if state.accepts % SWEEP_EVERY == 0 {
+            state.sweep(now);
+        }
+        let verdicts = batch
+            .into_iter()
+            .map(|candidate| state.judge(candidate, now, expires))
+            .collect();
+        future::ready(Ok(verdicts)).boxed()
+    }
+
+    fn complete(&self, _: Receipt) -> BoxFuture<'static, Result<(), StoreError>> {
+        future::ready(Ok(())).boxed()
+    }
+
+    fn dead_letter(&self, envelope: Envelope, reason: String) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut state = self.state();
+        if state.dead_letters.len() == MAX_DEAD_LETTERS {
+            warn!("[IMCHANNEL] [deadLetter] the memory store holds {MAX_DEAD_LETTERS} dead letters: dropping the oldest");
+            state.dead_letters.pop_front();
+        }
+        state.dead_letters.push_back(dead_letter_json(&envelope, &reason));
+        future::ready(Ok(())).boxed()
+    }
+
+    fn unfinished(&self) -> BoxFuture<'static, Result<Vec<Envelope>, StoreError>> {
+        // Nothing outlives the process that accepted it.
+        future::ready(Ok(Vec::new())).boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        future::ready(Ok(())).boxed()
+    }
+}
