@@ -241,7 +241,11 @@ impl From<&str> for Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
     }
 }
 
@@ -409,7 +413,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let settings = Settings::load(&path).expect("the shipped config.toml must load");
         assert!(settings.tenants.contains_key("default"));
-        assert!(settings.store.redis_url.is_empty(), "the shipped config uses the embedded store");
+        assert!(
+            settings.store.redis_url.is_empty(),
+            "the shipped config uses the embedded store"
+        );
     }
 
     /// Sections left out take the documented defaults.
@@ -427,25 +434,41 @@ mod tests {
     #[test]
     fn wrong_values_name_their_key() {
         let cases = [
-            ("[server]\nbind = \"nowhere\"\n[tenants.default]\n", "server.bind"),
-            ("[server]\nworkers = \"many\"\n[tenants.default]\n", "workers"),
-            ("[tenants.default]\nctlive_url = \"ftp://x\"\n", "tenants.default.ctlive_url"),
+            (
+                "[server]\nbind = \"nowhere\"\n[tenants.default]\n",
+                "server.bind",
+            ),
+            (
+                "[server]\nworkers = \"many\"\n[tenants.default]\n",
+                "workers",
+            ),
+            (
+                "[tenants.default]\nctlive_url = \"ftp://x\"\n",
+                "tenants.default.ctlive_url",
+            ),
             ("[tenants.default]\ninfobip_auth = \"token\"\n", "token"),
-            ("[server]\nbnd = \"127.0.0.1:1\"\n[tenants.default]\n", "bnd"),
+            (
+                "[server]\nbnd = \"127.0.0.1:1\"\n[tenants.default]\n",
+                "bnd",
+            ),
             ("[tenants.\"a/b\"]\n", "tenants.a/b"),
             ("[server]\n", "tenants"),
         ];
         for (text, named) in cases {
             let error = Settings::from_toml(text).expect_err(text).to_string();
-            assert!(error.contains(named), "for {text:?} expected an error naming {named:?}, got {error:?}");
+            assert!(
+                error.contains(named),
+                "for {text:?} expected an error naming {named:?}, got {error:?}"
+            );
         }
     }
 
     /// Secrets print redacted.
     #[test]
     fn secrets_do_not_print() {
-        let settings = Settings::from_toml("[tenants.default]\ninfobip_api_key = \"k-123-secret\"\n")
-            .expect("config");
+        let settings =
+            Settings::from_toml("[tenants.default]\ninfobip_api_key = \"k-123-secret\"\n")
+                .expect("config");
         assert!(!format!("{settings:?}").contains("k-123-secret"));
     }
 
@@ -455,6 +478,9 @@ mod tests {
         let settings =
             Settings::from_toml("[tenants.default]\nmedia_hosts = \"a.example, b.example\"\n")
                 .expect("config");
-        assert_eq!(settings.tenants["default"].media_hosts, ["a.example", "b.example"]);
+        assert_eq!(
+            settings.tenants["default"].media_hosts,
+            ["a.example", "b.example"]
+        );
     }
 }

@@ -50,11 +50,15 @@ impl GatewayBuilder {
         let settings = self.settings;
         let store = store::open(&settings.store).await?;
         let sinks: SinkFactory = match self.host {
-            Some(recipient) => Arc::new(move || Rc::new(HostSink::new(recipient.clone())) as Rc<dyn Sink>),
+            Some(recipient) => {
+                Arc::new(move || Rc::new(HostSink::new(recipient.clone())) as Rc<dyn Sink>)
+            }
             None => {
                 let targets = Arc::new(ctlive::targets(&settings));
                 let timeout = settings.delivery.timeout();
-                Arc::new(move || Rc::new(CtliveForwarder::new(timeout, targets.clone())) as Rc<dyn Sink>)
+                Arc::new(move || {
+                    Rc::new(CtliveForwarder::new(timeout, targets.clone())) as Rc<dyn Sink>
+                })
             }
         };
         let registry = Registry::start(limits(&settings), store.clone(), sinks);

@@ -20,7 +20,9 @@ async fn main() -> ExitCode {
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Sandbox => sandbox::run(&settings).await.map_err(|error| error.to_string()),
+        Command::Sandbox => sandbox::run(&settings)
+            .await
+            .map_err(|error| error.to_string()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,7 +35,15 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> Result<(), String> {
     let bind = settings.server.bind.clone();
-    let application = Application::build(settings).await.map_err(|error| error.to_string())?;
-    log::info!("[IMCHANNEL] [serve] listening on {bind} (port {})", application.port());
-    application.run_until_stopped().await.map_err(|error| error.to_string())
+    let application = Application::build(settings)
+        .await
+        .map_err(|error| error.to_string())?;
+    log::info!(
+        "[IMCHANNEL] [serve] listening on {bind} (port {})",
+        application.port()
+    );
+    application
+        .run_until_stopped()
+        .await
+        .map_err(|error| error.to_string())
 }

@@ -27,12 +27,21 @@ pub async fn run(settings: &Settings) -> std::io::Result<()> {
 }
 
 fn host_and_port(url: &str) -> std::io::Result<String> {
-    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a URL: {url}"));
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a URL: {url}"),
+        )
+    };
     let uri: Uri = url.parse().map_err(|_| invalid())?;
     let host = uri.host().ok_or_else(invalid)?;
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     Ok(format!("{host}:{port}"))
 }
 

@@ -34,7 +34,10 @@ impl AppState {
             .map(|(name, tenant)| {
                 let state = Tenant {
                     name: name.clone(),
-                    webhook_auth: BasicCredentials::new(&tenant.webhook_user, &tenant.webhook_password),
+                    webhook_auth: BasicCredentials::new(
+                        &tenant.webhook_user,
+                        &tenant.webhook_password,
+                    ),
                 };
                 (name.clone(), state)
             })

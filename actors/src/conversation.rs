@@ -12,7 +12,9 @@ use actix::prelude::*;
 use futures::future::BoxFuture;
 use log::{info, warn};
 
-use crate::ports::{ConversationKey, DeliveryFailure, Envelope, RetryHint, Sink, Store, StoreError};
+use crate::ports::{
+    ConversationKey, DeliveryFailure, Envelope, RetryHint, Sink, Store, StoreError,
+};
 use crate::retry::RetryPolicy;
 
 /// How much work a conversation holds (reserved, queued or in flight), shared between the actor
@@ -152,8 +154,16 @@ impl Conversation {
     }
 
     /// Drops the head, records its fate in the store in the background, and starts the next.
-    fn move_on(&mut self, bookkeeping: BoxFuture<'static, Result<(), StoreError>>, ctx: &mut Context<Self>) {
-        let reference = self.queue.pop_front().map(|head| head.reference).unwrap_or_default();
+    fn move_on(
+        &mut self,
+        bookkeeping: BoxFuture<'static, Result<(), StoreError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let reference = self
+            .queue
+            .pop_front()
+            .map(|head| head.reference)
+            .unwrap_or_default();
         self.busy = false;
         self.failures = 0;
         self.load.remove(1);

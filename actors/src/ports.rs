@@ -1,10 +1,10 @@
 //! The ports the actors talk through, and the values that cross them.
 
+use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use std::fmt;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, LocalBoxFuture};
@@ -131,7 +131,8 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Checks and marks every candidate in one atomic step and makes the new ones durable;
     /// one verdict per candidate, in order.
-    fn accept(&self, batch: Vec<Candidate>) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>>;
+    fn accept(&self, batch: Vec<Candidate>)
+        -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>>;
     /// Forgets an envelope that was passed on.
     fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Moves an envelope that failed for good to the dead letters, with the reason.

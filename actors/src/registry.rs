@@ -101,13 +101,14 @@ impl RegistryShard {
     fn retire_idle(&mut self, min_idle: Duration) -> usize {
         let now = Instant::now();
         let before = self.conversations.len();
-        self.conversations.retain(|_, slot| match slot.load.idle_since() {
-            Some(since) if now.duration_since(since) >= min_idle => {
-                slot.addr.do_send(Retire);
-                false
-            }
-            _ => true,
-        });
+        self.conversations
+            .retain(|_, slot| match slot.load.idle_since() {
+                Some(since) if now.duration_since(since) >= min_idle => {
+                    slot.addr.do_send(Retire);
+                    false
+                }
+                _ => true,
+            });
         let retired = before - self.conversations.len();
         self.shared.live.fetch_sub(retired, Ordering::AcqRel);
         retired
@@ -261,7 +262,13 @@ pub struct Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        for (shard, reserved) in self.registry.inner.shards.iter().zip(self.reserved.drain(..)) {
+        for (shard, reserved) in self
+            .registry
+            .inner
+            .shards
+            .iter()
+            .zip(self.reserved.drain(..))
+        {
             if !reserved.is_empty() {
                 shard.do_send(Release(reserved));
             }
@@ -284,11 +291,12 @@ impl Registry {
                 let arbiter = Arbiter::new();
                 let shared = shared.clone();
                 let sinks = sinks.clone();
-                let shard = RegistryShard::start_in_arbiter(&arbiter.handle(), move |_| RegistryShard {
-                    conversations: HashMap::new(),
-                    sink: sinks(),
-                    shared,
-                });
+                let shard =
+                    RegistryShard::start_in_arbiter(&arbiter.handle(), move |_| RegistryShard {
+                        conversations: HashMap::new(),
+                        sink: sinks(),
+                        shared,
+                    });
                 (arbiter, shard)
             })
             .unzip();
@@ -326,7 +334,9 @@ impl Registry {
             match answer {
                 Ok(Ok(())) => admission.reserved[index] = wants,
                 Ok(Err(refused)) => refusal = Some(refused),
-                Err(MailboxError::Closed | MailboxError::Timeout) => refusal = Some(Refusal::Stopped),
+                Err(MailboxError::Closed | MailboxError::Timeout) => {
+                    refusal = Some(Refusal::Stopped)
+                }
             }
         }
         match refusal {
@@ -346,7 +356,10 @@ impl Registry {
         let reserved = std::mem::take(&mut admission.reserved);
         for ((shard, envelopes), reserved) in self.inner.shards.iter().zip(routed).zip(reserved) {
             if !envelopes.is_empty() || !reserved.is_empty() {
-                shard.do_send(Deliver { envelopes, reserved });
+                shard.do_send(Deliver {
+                    envelopes,
+                    reserved,
+                });
             }
         }
     }

@@ -47,7 +47,14 @@ mod tests {
     #[test]
     fn delay_doubles_with_jitter_up_to_the_cap() {
         let policy = policy();
-        for (failed, ceiling_ms) in [(1, 200), (2, 400), (3, 800), (6, 6400), (7, 10_000), (40, 10_000)] {
+        for (failed, ceiling_ms) in [
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (6, 6400),
+            (7, 10_000),
+            (40, 10_000),
+        ] {
             for _ in 0..50 {
                 let delay = policy.delay(failed, None).as_millis();
                 assert!(

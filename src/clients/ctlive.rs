@@ -29,8 +29,9 @@ pub fn targets(settings: &Settings) -> CtliveTargets {
         .tenants
         .iter()
         .map(|(name, tenant)| {
-            let credentials = (!tenant.ctlive_user.is_empty() || !tenant.ctlive_password.is_empty())
-                .then(|| (tenant.ctlive_user.clone(), tenant.ctlive_password.clone()));
+            let credentials = (!tenant.ctlive_user.is_empty()
+                || !tenant.ctlive_password.is_empty())
+            .then(|| (tenant.ctlive_user.clone(), tenant.ctlive_password.clone()));
             let target = CtliveTarget {
                 url: tenant.ctlive_url.clone(),
                 credentials,
@@ -65,7 +66,8 @@ impl Sink for CtliveForwarder {
     fn deliver(&self, envelope: &Envelope) -> LocalBoxFuture<'static, Result<(), DeliveryFailure>> {
         let tenant = &envelope.conversation.tenant;
         let Some(target) = self.targets.get(tenant) else {
-            let failure = DeliveryFailure::permanent(format!("tenant {tenant} is no longer configured"));
+            let failure =
+                DeliveryFailure::permanent(format!("tenant {tenant} is no longer configured"));
             return future::ready(Err(failure)).boxed_local();
         };
         let mut request = self

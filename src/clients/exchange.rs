@@ -26,7 +26,11 @@ pub async fn exchange(request: SendClientRequest) -> Result<StatusCode, Delivery
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response.body().limit(ANSWER_LIMIT).await.unwrap_or_default();
+    let body = response
+        .body()
+        .limit(ANSWER_LIMIT)
+        .await
+        .unwrap_or_default();
     if status.is_success() {
         return Ok(status);
     }

@@ -64,8 +64,14 @@ impl Sink for HostSink {
                     info!("[IMCHANNEL] [forwardMessage] messageId {reference} handed to the host");
                     Ok(())
                 }
-                Ok(Err(HostRefusal(reason))) => Err(DeliveryFailure::transient(format!("the host refused: {reason}"), None)),
-                Err(error) => Err(DeliveryFailure::transient(format!("the host did not answer: {error}"), None)),
+                Ok(Err(HostRefusal(reason))) => Err(DeliveryFailure::transient(
+                    format!("the host refused: {reason}"),
+                    None,
+                )),
+                Err(error) => Err(DeliveryFailure::transient(
+                    format!("the host did not answer: {error}"),
+                    None,
+                )),
             }
         }
         .boxed_local()

@@ -1,8 +1,8 @@
 //! The [`Sink`](imchannel_actors::ports::Sink) implementations: where accepted work goes.
 
 pub mod ctlive;
-pub mod host;
 mod exchange;
+pub mod host;
 
 use awc::http::Uri;
 
@@ -11,7 +11,9 @@ pub fn loggable_url(url: &str) -> String {
     match url.parse::<Uri>() {
         Ok(uri) if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
             let authority = uri.authority().map_or("", |a| a.as_str());
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
             format!(
                 "{}://{}{}",
                 uri.scheme_str().unwrap_or("http"),
@@ -31,7 +33,10 @@ mod tests {
     /// Credentials in a URL never reach the log.
     #[test]
     fn loggable_url_drops_credentials() {
-        assert_eq!(loggable_url("http://u:p4ss@host:9/x?y=1"), "http://host:9/x?y=1");
+        assert_eq!(
+            loggable_url("http://u:p4ss@host:9/x?y=1"),
+            "http://host:9/x?y=1"
+        );
         assert_eq!(loggable_url("http://host/x"), "http://host/x");
     }
 }

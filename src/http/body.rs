@@ -8,7 +8,11 @@ use futures::StreamExt;
 use super::error::ApiError;
 
 /// The whole body, or `TooLarge` as soon as it is known to pass `limit`.
-pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -19,7 +23,9 @@ pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: u
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| ApiError::BadRequest(format!("the body could not be read: {error}")))?;
+        let chunk = chunk.map_err(|error| {
+            ApiError::BadRequest(format!("the body could not be read: {error}"))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }

@@ -44,7 +44,9 @@ impl From<IntakeError> for ApiError {
     fn from(error: IntakeError) -> Self {
         match error {
             IntakeError::Refused(Refusal::Overloaded(reason)) => Self::Overloaded(reason),
-            IntakeError::Refused(Refusal::Stopped) => Self::Overloaded("the gateway is stopping".into()),
+            IntakeError::Refused(Refusal::Stopped) => {
+                Self::Overloaded("the gateway is stopping".into())
+            }
             IntakeError::Store(cause) => {
                 warn!("[IMCHANNEL] [store] {cause}");
                 Self::StoreUnavailable
@@ -82,7 +84,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::Unauthorized => {
-                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"imchannel\"")));
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"imchannel\""),
+                ));
             }
             Self::Overloaded(_) | Self::StoreUnavailable => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs()));

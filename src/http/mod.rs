@@ -20,5 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The tenant a request names: its first path segment, or `default` on the paths without one.
 fn tenant_of(req: &actix_web::HttpRequest) -> &str {
-    req.match_info().get("tenant").unwrap_or(crate::DEFAULT_TENANT)
+    req.match_info()
+        .get("tenant")
+        .unwrap_or(crate::DEFAULT_TENANT)
 }

@@ -29,7 +29,10 @@ pub async fn receive(
         info!("[IMCHANNEL] [onMessage] batch refused: {text}");
         ApiError::BadRequest(text)
     })?;
-    let references: Vec<String> = events.iter().map(|event| event.message_id.clone()).collect();
+    let references: Vec<String> = events
+        .iter()
+        .map(|event| event.message_id.clone())
+        .collect();
     let candidates = events
         .into_iter()
         .map(|event| event.into_candidate(&tenant.name))

@@ -84,7 +84,9 @@ impl Event {
         let id = &self.message_id;
         let (dedup_key, rank) = match &self.kind {
             EventKind::Inbound => (format!("{tenant}:in:{id}"), None),
-            EventKind::Delivery { status, rank } => (format!("{tenant}:dr:{id}:{status}"), Some(*rank)),
+            EventKind::Delivery { status, rank } => {
+                (format!("{tenant}:dr:{id}:{status}"), Some(*rank))
+            }
             EventKind::Seen => (format!("{tenant}:seen:{id}"), Some(RANK_SEEN)),
         };
         Candidate {
@@ -114,8 +116,8 @@ pub fn forward_body(raw_event: &[u8]) -> Bytes {
 /// Parses and checks a whole batch; the first problem found is the error, naming where it is.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let batch: Batch<'_> = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| describe("", error))?;
+    let batch: Batch<'_> =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| describe("", error))?;
     deserializer
         .end()
         .map_err(|error| format!("malformed JSON: {error}"))?;
@@ -201,13 +203,28 @@ mod tests {
             {"messageId":"m4","to":"41793026731","sentAt":"x","seenAt":"y"}
         ]}"#;
         let events = parse_batch(body.as_bytes()).expect("valid batch");
-        let kinds: Vec<_> = events.iter().map(|e| (e.kind.clone(), e.customer.as_str())).collect();
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind.clone(), e.customer.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             [
                 (EventKind::Inbound, "385919998888"),
-                (EventKind::Delivery { status: "DELIVERED_TO_HANDSET".into(), rank: RANK_FINAL }, "41793026731"),
-                (EventKind::Delivery { status: "PENDING_ENROUTE".into(), rank: RANK_PENDING }, "41793026731"),
+                (
+                    EventKind::Delivery {
+                        status: "DELIVERED_TO_HANDSET".into(),
+                        rank: RANK_FINAL
+                    },
+                    "41793026731"
+                ),
+                (
+                    EventKind::Delivery {
+                        status: "PENDING_ENROUTE".into(),
+                        rank: RANK_PENDING
+                    },
+                    "41793026731"
+                ),
                 (EventKind::Seen, "41793026731"),
             ]
         );
@@ -233,16 +250,37 @@ mod tests {
             ("[]", "body: invalid type"),
             ("{}", "missing field `results`"),
             (r#"{"results":{}}"#, "results: invalid type"),
-            (r#"{"results":[{"messageId":5}]}"#, "results[0].messageId: invalid type: integer `5`"),
-            (r#"{"results":[{"message":{"type":"TEXT"},"from":"1"}]}"#, "results[0].messageId: missing"),
-            (r#"{"results":[{"messageId":"a","message":{"type":"TEXT"}}]}"#, "results[0].from: missing"),
-            (r#"{"results":[{"messageId":"a","from":"1","message":{}}]}"#, "results[0].message.type: missing"),
-            (r#"{"results":[{"messageId":"a","to":"1","status":{"groupId":"x"}}]}"#, "results[0].status.groupId: invalid type"),
-            (r#"{"results":[{"messageId":"a","to":"1"}]}"#, "results[0]: neither"),
+            (
+                r#"{"results":[{"messageId":5}]}"#,
+                "results[0].messageId: invalid type: integer `5`",
+            ),
+            (
+                r#"{"results":[{"message":{"type":"TEXT"},"from":"1"}]}"#,
+                "results[0].messageId: missing",
+            ),
+            (
+                r#"{"results":[{"messageId":"a","message":{"type":"TEXT"}}]}"#,
+                "results[0].from: missing",
+            ),
+            (
+                r#"{"results":[{"messageId":"a","from":"1","message":{}}]}"#,
+                "results[0].message.type: missing",
+            ),
+            (
+                r#"{"results":[{"messageId":"a","to":"1","status":{"groupId":"x"}}]}"#,
+                "results[0].status.groupId: invalid type",
+            ),
+            (
+                r#"{"results":[{"messageId":"a","to":"1"}]}"#,
+                "results[0]: neither",
+            ),
             (r#"{"results":[]} x"#, "malformed JSON"),
         ] {
             let error = only_error(body);
-            assert!(error.contains(expected), "for {body} expected {expected:?} in {error:?}");
+            assert!(
+                error.contains(expected),
+                "for {body} expected {expected:?} in {error:?}"
+            );
         }
     }
 }

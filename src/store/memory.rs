@@ -53,7 +53,10 @@ impl State {
     }
 
     fn judge(&mut self, candidate: Candidate, now: Instant, expires: Instant) -> Verdict {
-        let fresh = self.marks.get(&candidate.dedup_key).is_none_or(|until| *until <= now);
+        let fresh = self
+            .marks
+            .get(&candidate.dedup_key)
+            .is_none_or(|until| *until <= now);
         if !fresh {
             return Verdict::Duplicate;
         }
@@ -83,12 +86,15 @@ impl State {
 }
 
 impl Store for MemoryStore {
-    fn accept(&self, batch: Vec<Candidate>) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
+    fn accept(
+        &self,
+        batch: Vec<Candidate>,
+    ) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
         let now = Instant::now();
         let expires = now + self.dedup_ttl;
         let mut state = self.state();
         state.accepts += 1;
-        if state.accepts % SWEEP_EVERY == 0 {
+        if state.accepts.is_multiple_of(SWEEP_EVERY) {
             state.sweep(now);
         }
         let verdicts = batch
@@ -102,13 +108,19 @@ impl Store for MemoryStore {
         future::ready(Ok(())).boxed()
     }
 
-    fn dead_letter(&self, envelope: Envelope, reason: String) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn dead_letter(
+        &self,
+        envelope: Envelope,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut state = self.state();
         if state.dead_letters.len() == MAX_DEAD_LETTERS {
             warn!("[IMCHANNEL] [deadLetter] the memory store holds {MAX_DEAD_LETTERS} dead letters: dropping the oldest");
             state.dead_letters.pop_front();
         }
-        state.dead_letters.push_back(dead_letter_json(&envelope, &reason));
+        state
+            .dead_letters
+            .push_back(dead_letter_json(&envelope, &reason));
         future::ready(Ok(())).boxed()
     }
 

@@ -16,7 +16,9 @@ use crate::config::StoreSettings;
 /// Opens the store the settings name: Redis when `redis_url` is set, memory otherwise.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     if settings.redis_url.is_empty() {
-        Ok(Arc::new(MemoryStore::new(Duration::from_secs(settings.dedup_ttl_secs))))
+        Ok(Arc::new(MemoryStore::new(Duration::from_secs(
+            settings.dedup_ttl_secs,
+        ))))
     } else {
         Ok(Arc::new(RedisStore::connect(settings).await?))
     }
@@ -39,5 +41,7 @@ fn dead_letter_json(envelope: &Envelope, reason: &str) -> String {
 }
 
 fn millis_since_epoch(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }

@@ -71,7 +71,8 @@ impl RedisStore {
     /// Connects to `settings.redis_url`; fails if Redis does not answer.
     pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
         let url = settings.redis_url.expose();
-        let client = redis::Client::open(url).map_err(|e| unavailable(format!("store.redis_url: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| unavailable(format!("store.redis_url: {e}")))?;
         let hot = client
             .get_connection_manager_with_config(
                 ConnectionManagerConfig::new()
@@ -116,7 +117,10 @@ fn accepted_at(entry_id: &str) -> SystemTime {
 }
 
 impl Store for RedisStore {
-    fn accept(&self, batch: Vec<Candidate>) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
+    fn accept(
+        &self,
+        batch: Vec<Candidate>,
+    ) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
         let mut hot = self.hot.clone();
         let script = self.accept.clone();
         let keys = self.keys.clone();
@@ -125,10 +129,9 @@ impl Store for RedisStore {
             let mut invocation = script.prepare_invoke();
             invocation.key(keys.journal()).arg(ttl);
             for candidate in &batch {
-                let (rank_key, rank) = candidate
-                    .rank
-                    .as_ref()
-                    .map_or((String::new(), 0), |rank| (keys.rank(&rank.subject), rank.value));
+                let (rank_key, rank) = candidate.rank.as_ref().map_or((String::new(), 0), |rank| {
+                    (keys.rank(&rank.subject), rank.value)
+                });
                 invocation
                     .arg(keys.dedup(&candidate.dedup_key))
                     .arg(rank_key)
@@ -137,7 +140,10 @@ impl Store for RedisStore {
                     .arg(&candidate.reference)
                     .arg(candidate.payload.as_ref());
             }
-            let entries: Vec<String> = invocation.invoke_async(&mut hot).await.map_err(unavailable)?;
+            let entries: Vec<String> = invocation
+                .invoke_async(&mut hot)
+                .await
+                .map_err(unavailable)?;
             if entries.len() != batch.len() {
                 return Err(StoreError::Corrupt(format!(
                     "accept returned {} verdicts for {} candidates",
@@ -174,7 +180,11 @@ impl Store for RedisStore {
         .boxed()
     }
 
-    fn dead_letter(&self, envelope: Envelope, reason: String) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn dead_letter(
+        &self,
+        envelope: Envelope,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         let pool = self.pool.clone();
         let keys = self.keys.clone();
         async move {

@@ -1,0 +1,177 @@
+//! A stand-in HTTP peer (CTLive here; Infobip later) on 127.0.0.1 that records what it receives
+//! and answers as told: 200, any status, 429 with `Retry-After`, or never (past the client's
+//! timeout).
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use serde_json::Value;
+
+/// How the stand-in answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200 with `{}`.
+    Ok,
+    /// This status, empty JSON body.
+    Status(u16),
+    /// 429 with `Retry-After: <secs>`.
+    TooManyRequests {
+        /// The `Retry-After` seconds.
+        retry_after: u64,
+    },
+    /// Never answers.
+    Hang,
+}
+
+/// One request as the stand-in saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The path.
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body as JSON (`Value::Null` if it was not JSON).
+    pub body: Value,
+    /// How it was answered.
+    pub reply: Reply,
+}
+
+type Chooser = Box<dyn FnMut(&Value) -> Reply + Send>;
+
+#[derive(Default)]
+struct Script {
+    received: Vec<Received>,
+    next: VecDeque<Reply>,
+    chooser: Option<Chooser>,
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    port: u16,
+    script: Arc<Mutex<Script>>,
+    handle: ServerHandle,
+}
+
+impl StandIn {
+    /// Starts on a free port.
+    pub fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+    }
+
+    /// Starts on a port chosen earlier (to come up where a gateway already points).
+    pub fn start_on(listener: TcpListener) -> Self {
+        let port = listener.local_addr().expect("bound").port();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let shared = web::Data::from(script.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .default_service(web::to(receive))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            port,
+            script,
+            handle,
+        }
+    }
+
+    /// The URL of `path` on this stand-in.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Answers the next requests with `replies`, in order, then 200 again.
+    pub fn reply_next(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script().next.extend(replies);
+    }
+
+    /// Chooses each answer from the body (after any `reply_next` are used up).
+    pub fn reply_with(&self, chooser: impl FnMut(&Value) -> Reply + Send + 'static) {
+        self.script().chooser = Some(Box::new(chooser));
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.script().received.clone()
+    }
+
+    /// The bodies answered 200, in arrival order.
+    pub fn taken(&self) -> Vec<Value> {
+        self.script()
+            .received
+            .iter()
+            .filter(|received| matches!(received.reply, Reply::Ok))
+            .map(|received| received.body.clone())
+            .collect()
+    }
+
+    /// The events (`results[0]`) answered 200, in arrival order.
+    pub fn taken_events(&self) -> Vec<Value> {
+        self.taken()
+            .into_iter()
+            .map(|body| body["results"][0].clone())
+            .collect()
+    }
+
+    /// Stops serving.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    fn script(&self) -> MutexGuard<'_, Script> {
+        self.script.lock().expect("stand-in state")
+    }
+}
+
+async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let reply = {
+        let mut script = script.lock().expect("stand-in state");
+        let reply = match script.next.pop_front() {
+            Some(reply) => reply,
+            None => script
+                .chooser
+                .as_mut()
+                .map_or(Reply::Ok, |choose| choose(&body)),
+        };
+        script.received.push(Received {
+            path: req.path().to_owned(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            body,
+            reply: reply.clone(),
+        });
+        reply
+    };
+    match reply {
+        Reply::Ok => HttpResponse::Ok().json(serde_json::json!({})),
+        Reply::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("valid status"))
+            .json(serde_json::json!({"requestError": {"serviceException": {"messageId": "STANDIN", "text": format!("stand-in answered {code}")}}})),
+        Reply::TooManyRequests { retry_after } => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", retry_after.to_string()))
+            .json(serde_json::json!({})),
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            HttpResponse::Ok().finish()
+        }
+    }
+}
