@@ -1,6 +1,7 @@
 //! The real gateway, in-process on port 0, with the store a test asks for, pointed at stand-ins.
 
 use actix_web::dev::ServerHandle;
+use awc::http::header::HeaderMap;
 use awc::http::StatusCode;
 use imchannel::config::Settings;
 use imchannel::startup::Application;
@@ -120,6 +121,17 @@ impl TestGateway {
         body: impl Into<bytes::Bytes>,
         credentials: Option<(&str, &str)>,
     ) -> (StatusCode, Value) {
+        let (status, _, json) = self.post_with_headers(path, body, credentials).await;
+        (status, json)
+    }
+
+    /// Like [`post`](Self::post), with the answer's headers.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: impl Into<bytes::Bytes>,
+        credentials: Option<(&str, &str)>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut request = self
             .client
             .post(format!("{}{path}", self.address))
@@ -143,7 +155,7 @@ impl TestGateway {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        (status, json)
+        (status, response.headers().clone(), json)
     }
 
     /// Posts a webhook batch to the default tenant with its credentials.

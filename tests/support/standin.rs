@@ -5,10 +5,12 @@
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
+use futures::channel::oneshot;
 use serde_json::Value;
 
 /// How the stand-in answers one request.
@@ -25,6 +27,8 @@ pub enum Reply {
     },
     /// Never answers.
     Hang,
+    /// Answers 200 once the test calls [`StandIn::release_held`].
+    Hold,
 }
 
 /// One request as the stand-in saw it.
@@ -40,6 +44,8 @@ pub struct Received {
     pub body: Value,
     /// How it was answered.
     pub reply: Reply,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 type Chooser = Box<dyn FnMut(&Value) -> Reply + Send>;
@@ -47,6 +53,7 @@ type Chooser = Box<dyn FnMut(&Value) -> Reply + Send>;
 #[derive(Default)]
 struct Script {
     received: Vec<Received>,
+    held: Vec<oneshot::Sender<()>>,
     next: VecDeque<Reply>,
     chooser: Option<Chooser>,
 }
@@ -103,17 +110,29 @@ impl StandIn {
         self.script().chooser = Some(Box::new(chooser));
     }
 
+    /// Answers every request held so far (see [`Reply::Hold`]).
+    pub fn release_held(&self) {
+        for held in self.script().held.drain(..) {
+            let _ = held.send(());
+        }
+    }
+
+    /// How many requests are held now.
+    pub fn held(&self) -> usize {
+        self.script().held.len()
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.script().received.clone()
     }
 
-    /// The bodies answered 200, in arrival order.
+    /// The bodies answered 200 (or held to be answered 200), in arrival order.
     pub fn taken(&self) -> Vec<Value> {
         self.script()
             .received
             .iter()
-            .filter(|received| matches!(received.reply, Reply::Ok))
+            .filter(|received| matches!(received.reply, Reply::Ok | Reply::Hold))
             .map(|received| received.body.clone())
             .collect()
     }
@@ -144,6 +163,7 @@ async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let mut release = None;
     let reply = {
         let mut script = script.lock().expect("stand-in state");
         let reply = match script.next.pop_front() {
@@ -159,7 +179,13 @@ async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>
             content_type: header("content-type"),
             body,
             reply: reply.clone(),
+            at: Instant::now(),
         });
+        if matches!(reply, Reply::Hold) {
+            let (sender, receiver) = oneshot::channel();
+            script.held.push(sender);
+            release = Some(receiver);
+        }
         reply
     };
     match reply {
@@ -172,6 +198,12 @@ async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>
         Reply::Hang => {
             std::future::pending::<()>().await;
             HttpResponse::Ok().finish()
+        }
+        Reply::Hold => {
+            if let Some(release) = release {
+                let _ = release.await;
+            }
+            HttpResponse::Ok().json(serde_json::json!({}))
         }
     }
 }
