@@ -120,7 +120,7 @@ async fn bad_input_is_refused_and_nothing_is_forwarded(store: StoreKind) {
             "[1,2]".into(),
             Some(DEFAULT_WEBHOOK),
             StatusCode::BAD_REQUEST,
-            "invalid type",
+            "expected a JSON object",
         ),
         (
             "no results",

@@ -115,6 +115,13 @@ pub fn forward_body(raw_event: &[u8]) -> Bytes {
 
 /// Parses and checks a whole batch; the first problem found is the error, naming where it is.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, String> {
+    let starts_an_object = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+    if !starts_an_object {
+        return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+            Ok(_) => "body: expected a JSON object with a results list".to_owned(),
+            Err(error) => format!("malformed JSON: {error}"),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let batch: Batch<'_> =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| describe("", error))?;
@@ -247,7 +254,8 @@ mod tests {
     fn errors_name_the_place() {
         for (body, expected) in [
             ("{", "malformed JSON"),
-            ("[]", "body: invalid type"),
+            ("[]", "body: expected a JSON object"),
+            ("", "malformed JSON"),
             ("{}", "missing field `results`"),
             (r#"{"results":{}}"#, "results: invalid type"),
             (

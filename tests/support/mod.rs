@@ -6,6 +6,7 @@
 pub mod app;
 pub mod fixtures;
 pub mod poll;
+pub mod process;
 pub mod redis_server;
 pub mod standin;
 
