@@ -19,65 +19,83 @@ impl GatewayProcess {
     /// Runs `imchannel serve --config <config>` with `env` and `RUST_LOG=<log_level>`, and waits
     /// until it listens.
     pub async fn start(dir: &Path, config: &Path, env: &[(&str, String)], log_level: &str) -> Self {
-        let mut child = Self::command(dir, config, env, log_level)
-            .spawn()
-            .expect("the gateway binary starts");
-        let log = dir.join(format!("gateway-{}.log", child.id()));
-        let port = eventually("the gateway to listen", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the gateway exited with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            let text = std::fs::read_to_string(&log).ok()?;
-            let line = text
-                .lines()
-                .find(|line| line.contains("[serve] listening on"))?;
-            line.rsplit_once("(port ")?
-                .1
-                .trim_end_matches(')')
-                .parse::<u16>()
-                .ok()
-        })
-        .await;
-        Self {
-            child,
-            log,
-            address: format!("http://127.0.0.1:{port}"),
-        }
+        let mut process = Self::spawn("serve", dir, config, env, log_level);
+        let port = process
+            .wait_for_line("[serve] listening on", |line| {
+                line.rsplit_once("(port ")?
+                    .1
+                    .trim_end_matches(')')
+                    .parse::<u16>()
+                    .ok()
+            })
+            .await;
+        process.address = format!("http://127.0.0.1:{port}");
+        process
     }
 
-    /// Runs the binary to its end (for a start that must fail); its exit success and log.
+    /// Runs `imchannel sandbox --config <config>` and waits until its stand-ins listen.
+    pub async fn sandbox(dir: &Path, config: &Path, env: &[(&str, String)]) -> Self {
+        let mut process = Self::spawn("sandbox", dir, config, env, "info");
+        process
+            .wait_for_line("[sandbox] listening on", |_| Some(()))
+            .await;
+        process
+    }
+
+    /// Runs `imchannel serve` to its end (for a start that must fail); its exit success and log.
     pub fn run_to_end(dir: &Path, config: &Path, env: &[(&str, String)]) -> (bool, String) {
-        let mut child = Self::command(dir, config, env, "info")
-            .spawn()
-            .expect("the gateway binary starts");
-        let log = dir.join(format!("gateway-{}.log", child.id()));
-        let status = child.wait().expect("the gateway exits");
-        (
-            status.success(),
-            std::fs::read_to_string(log).unwrap_or_default(),
-        )
+        let mut process = Self::spawn("serve", dir, config, env, "info");
+        let status = process.child.wait().expect("the gateway exits");
+        (status.success(), process.log())
     }
 
-    fn command(dir: &Path, config: &Path, env: &[(&str, String)], log_level: &str) -> Command {
+    fn spawn(
+        subcommand: &str,
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, String)],
+        log_level: &str,
+    ) -> Self {
         // The log file is named by the child's pid, known only once it runs: `sh` redirects, then
         // `exec` keeps the pid for the gateway.
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(r#"exec "$0" serve --config "$1" 2>"$2/gateway-$$.log""#)
+            .arg(r#"exec "$0" "$1" --config "$2" >"$3/imchannel-$$.log" 2>&1"#)
             .arg(env!("CARGO_BIN_EXE_imchannel"))
+            .arg(subcommand)
             .arg(config)
             .arg(dir)
             .env("RUST_LOG", log_level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdin(Stdio::null());
         for (key, value) in env {
             command.env(key, value);
         }
-        command
+        let child = command.spawn().expect("the imchannel binary starts");
+        let log = dir.join(format!("imchannel-{}.log", child.id()));
+        Self {
+            child,
+            log,
+            address: String::new(),
+        }
+    }
+
+    /// Waits for a log line containing `marker` from which `read` takes a value.
+    async fn wait_for_line<T>(&mut self, marker: &str, read: impl Fn(&str) -> Option<T>) -> T {
+        let (child, log) = (&mut self.child, &self.log);
+        eventually(marker, Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "imchannel exited with {status}: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            let text = std::fs::read_to_string(log).ok()?;
+            text.lines()
+                .filter(|line| line.contains(marker))
+                .find_map(&read)
+        })
+        .await
     }
 
     /// Everything it logged so far.
