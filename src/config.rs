@@ -290,6 +290,9 @@ pub enum ConfigError {
     },
 }
 
+/// The longest dedup memory accepted: ten years.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// The prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "IMCHANNEL";
 
@@ -305,11 +308,12 @@ impl Settings {
         }
         let settings: Settings = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            // No `try_parsing`: it would turn a password such as `007` into the number 7. Strings
+            // reach typed fields through serde, which parses numbers and booleans there.
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                    .separator("__"),
             )
             .build()
             .and_then(config::Config::try_deserialize)
@@ -352,6 +356,12 @@ impl Settings {
                 "Redis Cluster is not supported yet: use store.redis_url",
             ));
         }
+        if !(1..=MAX_TTL_SECS).contains(&self.store.dedup_ttl_secs) {
+            return Err(invalid(
+                "store.dedup_ttl_secs",
+                "must be between 1 and 315360000 (ten years)",
+            ));
+        }
         if self.conversation.idle_secs == 0 {
             return Err(invalid("conversation.idle_secs", "must be at least 1"));
         }
@@ -372,14 +382,16 @@ impl Settings {
         }
         for (name, tenant) in &self.tenants {
             let key = |field: &str| format!("tenants.{name}.{field}");
+            // Lowercase only: environment variable names are lowercased into keys, so a
+            // mixed-case tenant could not be overridden from the environment.
             if name.is_empty()
                 || !name
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
             {
                 return Err(invalid(
                     &format!("tenants.{name}"),
-                    "a tenant name is letters, digits, '-' and '_'",
+                    "a tenant name is lowercase letters, digits, '-' and '_'",
                 ));
             }
             check_http_url(&tenant.ctlive_url).map_err(|m| invalid(&key("ctlive_url"), m))?;
@@ -452,6 +464,11 @@ mod tests {
                 "bnd",
             ),
             ("[tenants.\"a/b\"]\n", "tenants.a/b"),
+            ("[tenants.Acme]\n", "tenants.Acme"),
+            (
+                "[store]\ndedup_ttl_secs = 0\n[tenants.default]\n",
+                "store.dedup_ttl_secs",
+            ),
             ("[server]\n", "tenants"),
         ];
         for (text, named) in cases {

@@ -102,6 +102,11 @@ impl Gateway {
     pub fn live_conversations(&self) -> usize {
         self.state.intake.registry().live()
     }
+
+    /// How many accepted events are queued or in flight now.
+    pub fn pending_events(&self) -> usize {
+        self.state.intake.registry().pending()
+    }
 }
 
 /// The registry's bounds and timings from the settings.

@@ -36,7 +36,7 @@ async fn order_holds_per_conversation_through_failures(store: StoreKind) {
         n if n % 17 == 2 => Reply::Status(503),
         _ => Reply::Ok,
     });
-    let app = TestGateway::spawn(store, &ctlive, |s| s.delivery.timeout_ms = 300).await;
+    let app = TestGateway::spawn(store, &ctlive, |s| s.delivery.timeout_ms = 1000).await;
     let (conversations, per_conversation) = (20, 15);
     let posting = (0..conversations).map(|c| {
         let app = &app;
@@ -287,8 +287,8 @@ async fn live_conversations_are_bounded(store: StoreKind) {
             .0,
         StatusCode::OK
     );
-    eventually("live-1 taken", PATIENCE, || {
-        (ctlive.taken().len() == 1).then_some(())
+    eventually("live-1 settled", PATIENCE, || {
+        (ctlive.taken().len() == 1 && app.gateway.pending_events() == 0).then_some(())
     })
     .await;
     // Two busy conversations fill the bound, the idle one is retired to make room.
@@ -312,6 +312,55 @@ async fn live_conversations_are_bounded(store: StoreKind) {
         .as_str()
         .unwrap_or_default()
         .contains("max_live"));
+    assert_eq!(app.gateway.live_conversations(), 2);
+}
+
+/// At the bound, a batch naming an idle conversation and a new one is refused when the busy ones
+/// leave no room, and the count of live actors stays true: once everything is idle and stopped it
+/// is 0, and the full bound is usable again.
+async fn the_live_count_stays_true_at_the_bound(store: StoreKind) {
+    let ctlive = StandIn::start();
+    let app = TestGateway::spawn(store, &ctlive, |s| {
+        s.conversation.max_live = 2;
+        s.conversation.idle_secs = 1;
+        s.delivery.timeout_ms = 60_000;
+    })
+    .await;
+    app.webhook(&batch(vec![text_message("10", "bound-a", "x")]))
+        .await;
+    eventually("bound-a settled", PATIENCE, || {
+        (ctlive.taken().len() == 1 && app.gateway.pending_events() == 0).then_some(())
+    })
+    .await;
+    ctlive.reply_next([Reply::Hold]);
+    assert_eq!(
+        app.webhook(&batch(vec![text_message("11", "bound-b", "x")]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let both = batch(vec![
+        text_message("10", "bound-a2", "x"),
+        text_message("12", "bound-c", "x"),
+    ]);
+    let (status, answer) = app.webhook(&both).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        app.gateway.live_conversations() <= 2,
+        "live {}",
+        app.gateway.live_conversations()
+    );
+    ctlive.release_held();
+    eventually("every actor idle and stopped", PATIENCE, || {
+        (app.gateway.live_conversations() == 0).then_some(())
+    })
+    .await;
+    let (status, answer) = app.webhook(&both).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{answer}"
+    );
     assert_eq!(app.gateway.live_conversations(), 2);
 }
 
@@ -345,5 +394,6 @@ on_both_stores!(
     retries_stop_at_max_age,
     a_full_conversation_answers_503,
     live_conversations_are_bounded,
+    the_live_count_stays_true_at_the_bound,
     idle_conversations_stop,
 );

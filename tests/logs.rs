@@ -21,11 +21,15 @@ const INFOBIP_PASSWORD: &str = "ib-pass-7a7a90";
 #[actix_web::test]
 async fn a_message_can_be_followed_and_no_secret_leaks() {
     let ctlive = StandIn::start();
-    ctlive.reply_with(|body| match body["results"][0]["messageId"].as_str() {
+    let mut failed_once = false;
+    ctlive.reply_with(move |body| match body["results"][0]["messageId"].as_str() {
         Some("log-refused") => Reply::Status(401),
+        Some("log-retried") if !failed_once => {
+            failed_once = true;
+            Reply::Status(500)
+        }
         _ => Reply::Ok,
     });
-    ctlive.reply_next([Reply::Status(500)]);
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = dir.path().join("config.toml");
     std::fs::write(

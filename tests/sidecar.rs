@@ -6,6 +6,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -13,7 +14,7 @@ use imchannel::clients::host::{HostRefusal, InboundEvent};
 use imchannel::Gateway;
 use support::app::{settings, StoreKind, DEFAULT_WEBHOOK};
 use support::fixtures::{batch, text_message};
-use support::poll::{eventually, PATIENCE};
+use support::poll::{eventually, stays, PATIENCE};
 use support::redis_server::RedisServer;
 use support::standin::StandIn;
 
@@ -110,6 +111,10 @@ async fn the_host_mounts_the_gateway_and_takes_events_as_messages(store: StoreKi
     assert_eq!(status, 200);
     eventually("both events taken by the host", PATIENCE, || {
         (taken.lock().ok()?.len() == 2).then_some(())
+    })
+    .await;
+    stays("no third event taken", Duration::from_millis(300), || {
+        taken.lock().is_ok_and(|taken| taken.len() == 2)
     })
     .await;
     let taken = taken.lock().expect("inbox");

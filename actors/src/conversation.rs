@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,18 +19,21 @@ use crate::ports::{
 use crate::retry::RetryPolicy;
 
 /// How much work a conversation holds (reserved, queued or in flight), shared between the actor
-/// and its registry shard, which live on the same arbiter thread.
+/// and its registry shard, which live on the same arbiter thread; `total` adds up every
+/// conversation's, for the whole registry.
 #[derive(Debug)]
 pub(crate) struct Load {
     pending: Cell<usize>,
     idle_since: Cell<Instant>,
+    total: Arc<AtomicUsize>,
 }
 
 impl Load {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(total: Arc<AtomicUsize>) -> Self {
         Self {
             pending: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
+            total,
         }
     }
 
@@ -39,11 +43,14 @@ impl Load {
 
     pub(crate) fn add(&self, n: usize) {
         self.pending.set(self.pending.get() + n);
+        self.total.fetch_add(n, Ordering::AcqRel);
     }
 
     pub(crate) fn remove(&self, n: usize) {
-        let left = self.pending.get().saturating_sub(n);
+        let removed = n.min(self.pending.get());
+        let left = self.pending.get() - removed;
         self.pending.set(left);
+        self.total.fetch_sub(removed, Ordering::AcqRel);
         if left == 0 {
             self.idle_since.set(Instant::now());
         }
@@ -119,41 +126,45 @@ impl Conversation {
             }
             Err(failure) => {
                 self.failures += 1;
-                match failure.retry {
-                    RetryHint::Later { not_before } if !self.retry.gives_up(head.age()) => {
-                        let delay = self.retry.delay(self.failures, not_before);
-                        info!(
-                            "[IMCHANNEL] [{}] messageId {} conversation {} attempt {} failed: {}; retrying in {} ms",
-                            self.sink.name(),
-                            head.reference,
-                            self.key,
-                            self.failures,
-                            failure.reason,
-                            delay.as_millis()
-                        );
-                        ctx.run_later(delay, |act, ctx| {
-                            act.busy = false;
-                            act.pump(ctx);
-                        });
+                let retry_in = match failure.retry {
+                    RetryHint::Later { not_before } => {
+                        self.retry
+                            .next_attempt(self.failures, not_before, head.age())
                     }
-                    _ => {
-                        warn!(
-                            "[IMCHANNEL] [{}] messageId {} conversation {} failed for good after {} attempts: {}; moved to the dead letters",
-                            self.sink.name(),
-                            head.reference,
-                            self.key,
-                            self.failures,
-                            failure.reason
-                        );
-                        let parking = self.store.dead_letter(head.clone(), failure.reason);
-                        self.move_on(parking, ctx);
-                    }
+                    RetryHint::Never => None,
+                };
+                if let Some(delay) = retry_in {
+                    info!(
+                        "[IMCHANNEL] [{}] messageId {} conversation {} attempt {} failed: {}; retrying in {} ms",
+                        self.sink.name(),
+                        head.reference,
+                        self.key,
+                        self.failures,
+                        failure.reason,
+                        delay.as_millis()
+                    );
+                    ctx.run_later(delay, |act, ctx| {
+                        act.busy = false;
+                        act.pump(ctx);
+                    });
+                } else {
+                    warn!(
+                        "[IMCHANNEL] [{}] messageId {} conversation {} failed for good after {} attempts: {}; moved to the dead letters",
+                        self.sink.name(),
+                        head.reference,
+                        self.key,
+                        self.failures,
+                        failure.reason
+                    );
+                    let parking = self.store.dead_letter(head.clone(), failure.reason);
+                    self.move_on(parking, ctx);
                 }
             }
         }
     }
 
-    /// Drops the head, records its fate in the store in the background, and starts the next.
+    /// Drops the head, records its fate in the store in the background (detached from the actor,
+    /// so that retiring the actor cannot cut it short), and starts the next.
     fn move_on(
         &mut self,
         bookkeeping: BoxFuture<'static, Result<(), StoreError>>,
@@ -167,14 +178,14 @@ impl Conversation {
         self.busy = false;
         self.failures = 0;
         self.load.remove(1);
-        ctx.spawn(bookkeeping.into_actor(self).map(move |result, act, _| {
-            if let Err(error) = result {
+        let sink = self.sink.name();
+        actix::spawn(async move {
+            if let Err(error) = bookkeeping.await {
                 warn!(
-                    "[IMCHANNEL] [{}] messageId {reference} was passed on but the store did not record it ({error}): it may be passed on again after a restart",
-                    act.sink.name()
+                    "[IMCHANNEL] [{sink}] messageId {reference} is settled but the store did not record it ({error}): it may be passed on again after a restart"
                 );
             }
-        }));
+        });
         self.pump(ctx);
     }
 }

@@ -42,11 +42,20 @@ impl Intake {
     }
 
     /// Accepts a batch, all of it or (on error) none of it; one outcome per candidate, in order.
-    /// When this returns `Ok`, every accepted candidate is durable.
+    /// When this returns `Ok`, every accepted candidate is durable. The work runs detached: a
+    /// caller that gives up waiting (a dropped request) cannot leave a batch accepted by the
+    /// store but never handed to its conversations.
     pub async fn submit(&self, batch: Vec<Candidate>) -> Result<Vec<Outcome>, IntakeError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let intake = self.clone();
+        actix::spawn(async move { intake.submit_here(batch).await })
+            .await
+            .unwrap_or(Err(IntakeError::Refused(Refusal::Stopped)))
+    }
+
+    async fn submit_here(&self, batch: Vec<Candidate>) -> Result<Vec<Outcome>, IntakeError> {
         let admission = self
             .registry
             .reserve(batch.iter().map(|candidate| candidate.conversation.clone()))

@@ -44,7 +44,10 @@ pub enum Refusal {
 
 /// What every shard of one registry shares.
 struct Shared {
+    /// Live conversation actors, all shards together.
     live: AtomicUsize,
+    /// Items reserved, queued or in flight, all conversations together.
+    pending: Arc<AtomicUsize>,
     limits: Limits,
     store: Arc<dyn Store>,
 }
@@ -54,9 +57,29 @@ impl Shared {
     fn claim_live(&self, n: usize) -> bool {
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                (live + n <= self.limits.max_live).then_some(live + n)
+                live.checked_add(n)
+                    .filter(|wanted| *wanted <= self.limits.max_live)
             })
             .is_ok()
+    }
+}
+
+/// Why a shard could not reserve room.
+enum Shortage {
+    /// A conversation's backlog is full.
+    Backlog(String),
+    /// `max_live` actors are live; retiring idle ones elsewhere may make room.
+    Live(String),
+    /// The shard is gone.
+    Stopped,
+}
+
+impl From<Shortage> for Refusal {
+    fn from(shortage: Shortage) -> Self {
+        match shortage {
+            Shortage::Backlog(reason) | Shortage::Live(reason) => Refusal::Overloaded(reason),
+            Shortage::Stopped => Refusal::Stopped,
+        }
     }
 }
 
@@ -84,7 +107,7 @@ impl RegistryShard {
         let shared = &self.shared;
         let sink = &self.sink;
         self.conversations.entry(key).or_insert_with_key(|key| {
-            let load = Rc::new(Load::new());
+            let load = Rc::new(Load::new(shared.pending.clone()));
             let addr = Conversation::new(
                 key.clone(),
                 load.clone(),
@@ -144,11 +167,11 @@ impl Actor for RegistryShard {
 
 /// Room for `n` more items in each named conversation, all or none.
 #[derive(Message)]
-#[rtype(result = "Result<(), Refusal>")]
+#[rtype(result = "Result<(), Shortage>")]
 struct Reserve(Vec<(ConversationKey, usize)>);
 
 impl Handler<Reserve> for RegistryShard {
-    type Result = Result<(), Refusal>;
+    type Result = Result<(), Shortage>;
 
     fn handle(&mut self, Reserve(wants): Reserve, _: &mut Self::Context) -> Self::Result {
         let max_backlog = self.shared.limits.max_backlog;
@@ -157,7 +180,7 @@ impl Handler<Reserve> for RegistryShard {
             match self.conversations.get(key) {
                 // An empty conversation takes any batch, so that no batch is refused forever.
                 Some(slot) if slot.load.pending() > 0 && slot.load.pending() + n > max_backlog => {
-                    return Err(Refusal::Overloaded(format!(
+                    return Err(Shortage::Backlog(format!(
                         "conversation {key} already holds {} items (conversation.max_backlog is {max_backlog})",
                         slot.load.pending()
                     )));
@@ -167,19 +190,29 @@ impl Handler<Reserve> for RegistryShard {
             }
         }
         if new > 0 && !self.shared.claim_live(new) {
-            self.retire_idle(Duration::ZERO);
-            if !self.shared.claim_live(new) {
-                return Err(Refusal::Overloaded(format!(
-                    "{} conversations are live (conversation.max_live is {})",
-                    self.shared.live.load(Ordering::Acquire),
-                    self.shared.limits.max_live
-                )));
-            }
+            return Err(Shortage::Live(format!(
+                "{} conversations are live (conversation.max_live is {})",
+                self.shared.live.load(Ordering::Acquire),
+                self.shared.limits.max_live
+            )));
         }
         for (key, n) in wants {
             self.slot(key).load.add(n);
         }
         Ok(())
+    }
+}
+
+/// Stops this shard's conversations idle for at least the given time.
+#[derive(Message)]
+#[rtype(result = "usize")]
+struct RetireIdle(Duration);
+
+impl Handler<RetireIdle> for RegistryShard {
+    type Result = usize;
+
+    fn handle(&mut self, RetireIdle(min_idle): RetireIdle, _: &mut Self::Context) -> usize {
+        self.retire_idle(min_idle)
     }
 }
 
@@ -283,6 +316,7 @@ impl Registry {
         let count = limits.shards.max(1);
         let shared = Arc::new(Shared {
             live: AtomicUsize::new(0),
+            pending: Arc::new(AtomicUsize::new(0)),
             limits,
             store,
         });
@@ -309,7 +343,8 @@ impl Registry {
         }
     }
 
-    /// Reserves room for one item per key (keys may repeat), all or none.
+    /// Reserves room for one item per key (keys may repeat), all or none. At `max_live`, every
+    /// shard first retires its idle conversations, and the reservation is tried once more.
     pub async fn reserve(
         &self,
         keys: impl IntoIterator<Item = ConversationKey>,
@@ -319,28 +354,51 @@ impl Registry {
         for key in keys {
             *wanted[key.shard(count)].entry(key).or_default() += 1;
         }
+        let wanted: Vec<Vec<(ConversationKey, usize)>> = wanted
+            .into_iter()
+            .map(|wants| wants.into_iter().collect())
+            .collect();
+        match self.try_reserve(&wanted).await {
+            Err(Shortage::Live(_)) => {
+                let retiring = self
+                    .inner
+                    .shards
+                    .iter()
+                    .map(|shard| shard.send(RetireIdle(Duration::ZERO)));
+                join_all(retiring).await;
+                self.try_reserve(&wanted).await.map_err(Refusal::from)
+            }
+            reserved => reserved.map_err(Refusal::from),
+        }
+    }
+
+    /// One attempt at reserving `wanted[shard]` on every shard, all or none.
+    async fn try_reserve(
+        &self,
+        wanted: &[Vec<(ConversationKey, usize)>],
+    ) -> Result<Admission, Shortage> {
         let mut admission = self.empty_admission();
         let asks = wanted
-            .into_iter()
+            .iter()
             .enumerate()
             .filter(|(_, wants)| !wants.is_empty())
             .map(|(index, wants)| {
-                let wants: Vec<_> = wants.into_iter().collect();
                 let answer = self.inner.shards[index].send(Reserve(wants.clone()));
-                async move { (index, wants, answer.await) }
+                async move { (index, answer.await) }
             });
-        let mut refusal = None;
-        for (index, wants, answer) in join_all(asks).await {
+        let mut shortage = None;
+        for (index, answer) in join_all(asks).await {
             match answer {
-                Ok(Ok(())) => admission.reserved[index] = wants,
-                Ok(Err(refused)) => refusal = Some(refused),
+                Ok(Ok(())) => admission.reserved[index] = wanted[index].clone(),
+                Ok(Err(short)) => shortage = Some(short),
                 Err(MailboxError::Closed | MailboxError::Timeout) => {
-                    refusal = Some(Refusal::Stopped)
+                    shortage = Some(Shortage::Stopped)
                 }
             }
         }
-        match refusal {
-            Some(refused) => Err(refused),
+        // On a shortage, dropping `admission` gives back what the other shards reserved.
+        match shortage {
+            Some(short) => Err(short),
             None => Ok(admission),
         }
     }
@@ -373,6 +431,11 @@ impl Registry {
     /// How many conversation actors are live now.
     pub fn live(&self) -> usize {
         self.inner.shared.live.load(Ordering::Acquire)
+    }
+
+    /// How many items are reserved, queued or in flight now, all conversations together.
+    pub fn pending(&self) -> usize {
+        self.inner.shared.pending.load(Ordering::Acquire)
     }
 
     fn empty_admission(&self) -> Admission {

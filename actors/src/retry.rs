@@ -25,9 +25,24 @@ impl RetryPolicy {
         jittered.max(not_before.unwrap_or_default())
     }
 
-    /// Whether work of this age has had all the retries it gets.
-    pub fn gives_up(&self, age: Duration) -> bool {
-        age >= self.max_age
+    /// The pause before the next attempt at work of `age` that failed `failed` times, or `None`
+    /// when it has had all its retries: it reached `max_age`, or the receiver asked for a pause
+    /// that ends past it. The last pause is shortened to end at `max_age`, never below
+    /// `not_before`.
+    pub fn next_attempt(
+        &self,
+        failed: u32,
+        not_before: Option<Duration>,
+        age: Duration,
+    ) -> Option<Duration> {
+        let remaining = self
+            .max_age
+            .checked_sub(age)
+            .filter(|left| !left.is_zero())?;
+        if not_before.is_some_and(|asked| asked > remaining) {
+            return None;
+        }
+        Some(self.delay(failed, not_before).min(remaining))
     }
 }
 
@@ -73,10 +88,34 @@ mod tests {
         assert_eq!(policy().delay(1, Some(asked)), asked);
     }
 
-    /// Retries stop at `max_age`.
+    /// Retries stop at `max_age`; the last pause ends there.
     #[test]
-    fn gives_up_at_max_age() {
-        assert!(!policy().gives_up(Duration::from_secs(59)));
-        assert!(policy().gives_up(Duration::from_secs(60)));
+    fn retries_end_at_max_age() {
+        let policy = policy();
+        assert!(policy
+            .next_attempt(1, None, Duration::from_secs(60))
+            .is_none());
+        assert!(policy
+            .next_attempt(1, None, Duration::from_secs(61))
+            .is_none());
+        let last = policy.next_attempt(20, None, Duration::from_millis(59_900));
+        assert!(
+            last.is_some_and(|pause| pause <= Duration::from_millis(100)),
+            "{last:?}"
+        );
+    }
+
+    /// A `Retry-After` that ends past `max_age` ends the retries at once instead of being cut.
+    #[test]
+    fn a_retry_after_past_max_age_gives_up() {
+        let policy = policy();
+        let asked = Some(Duration::from_secs(30));
+        assert!(policy
+            .next_attempt(1, asked, Duration::from_secs(40))
+            .is_none());
+        assert_eq!(
+            policy.next_attempt(1, asked, Duration::from_secs(20)),
+            Some(Duration::from_secs(30))
+        );
     }
 }

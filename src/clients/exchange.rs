@@ -1,7 +1,7 @@
 //! One HTTP attempt and what it means for the retry loop: taken, worth another try, or refused
 //! for good.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -24,8 +24,7 @@ pub async fn exchange(request: SendClientRequest) -> Result<StatusCode, Delivery
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(retry_after);
     let body = response
         .body()
         .limit(ANSWER_LIMIT)
@@ -47,4 +46,37 @@ pub async fn exchange(request: SendClientRequest) -> Result<StatusCode, Delivery
     } else {
         DeliveryFailure::permanent(reason)
     })
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both forms of `Retry-After` are understood; garbage is ignored.
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        let pause = retry_after(&in_a_minute).expect("a date");
+        assert!(
+            pause > Duration::from_secs(55) && pause <= Duration::from_secs(60),
+            "{pause:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
 }

@@ -32,8 +32,9 @@ impl BasicCredentials {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Basic "))
-            .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
             .ok_or(ApiError::Unauthorized)?;
         let expected = format!("{}:{}", self.user, self.password.expose());
         if constant_time_eq(&presented, expected.as_bytes()) {

@@ -20,5 +20,6 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
         "liveConversations": state.intake.registry().live(),
+        "pendingEvents": state.intake.registry().pending(),
     })))
 }
