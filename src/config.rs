@@ -67,6 +67,9 @@ pub struct StoreSettings {
     pub key_prefix: String,
     /// How long an accepted id is remembered for deduplication.
     pub dedup_ttl_secs: u64,
+    /// How long an instance's claim on its unfinished work outlives its last heartbeat: after a
+    /// crash, another instance takes the work over this long after the last renewal.
+    pub instance_lease_secs: u64,
     /// How long media stays fetchable.
     pub media_ttl_secs: u64,
     /// The largest media item.
@@ -80,6 +83,7 @@ impl Default for StoreSettings {
             redis_cluster_nodes: Vec::new(),
             key_prefix: "imch".into(),
             dedup_ttl_secs: 7 * 24 * 3600,
+            instance_lease_secs: 15,
             media_ttl_secs: 24 * 3600,
             media_max_bytes: 100 * 1024 * 1024,
         }
@@ -361,6 +365,9 @@ impl Settings {
                 "store.dedup_ttl_secs",
                 "must be between 1 and 315360000 (ten years)",
             ));
+        }
+        if self.store.instance_lease_secs == 0 {
+            return Err(invalid("store.instance_lease_secs", "must be at least 1"));
         }
         if self.conversation.idle_secs == 0 {
             return Err(invalid("conversation.idle_secs", "must be at least 1"));

@@ -2,7 +2,7 @@
 //! a host application such as a CTLive sidecar) with [`Gateway::configure`].
 
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::Recipient;
@@ -11,7 +11,7 @@ use imchannel_actors::intake::Intake;
 use imchannel_actors::ports::{Sink, SinkFactory, StoreError};
 use imchannel_actors::registry::{Limits, Registry};
 use imchannel_actors::retry::RetryPolicy;
-use log::info;
+use log::{info, warn};
 
 use crate::clients::ctlive::{self, CtliveForwarder};
 use crate::clients::host::{HostSink, InboundEvent};
@@ -34,9 +34,19 @@ pub enum StartError {
 pub struct GatewayBuilder {
     settings: Settings,
     host: Option<Recipient<InboundEvent>>,
+    instance: Option<String>,
 }
 
 impl GatewayBuilder {
+    /// Names this process among the instances sharing one Redis. A process restarting under the
+    /// same name resumes its unfinished work at once; under another, the work is taken over
+    /// `store.instance_lease_secs` after the old process's last heartbeat. Two live processes
+    /// must never share a name. Default: `<hostname>:<pid>`.
+    pub fn instance_id(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
     /// Hands inbound events to `recipient` as [`InboundEvent`] messages instead of posting them
     /// to the tenants' `ctlive_url`.
     pub fn forward_to_host(mut self, recipient: Recipient<InboundEvent>) -> Self {
@@ -48,7 +58,10 @@ impl GatewayBuilder {
     /// accepted but did not pass on. Must run inside an actix `System`.
     pub async fn build(self) -> Result<Gateway, StartError> {
         let settings = self.settings;
-        let store = store::open(&settings.store).await?;
+        let instance = self
+            .instance
+            .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
+        let store = store::open(&settings.store, &instance).await?;
         let sinks: SinkFactory = match self.host {
             Some(recipient) => {
                 Arc::new(move || Rc::new(HostSink::new(recipient.clone())) as Rc<dyn Sink>)
@@ -70,9 +83,11 @@ impl GatewayBuilder {
             );
         }
         registry.resume(unfinished);
-        let state = AppState::new(&settings, Intake::new(store, registry));
+        let state = Arc::new(AppState::new(&settings, Intake::new(store, registry)));
+        let lease = Duration::from_secs(settings.store.instance_lease_secs);
+        tend_store(Arc::downgrade(&state), lease / 3);
         Ok(Gateway {
-            state: web::Data::new(state),
+            state: web::Data::from(state),
         })
     }
 }
@@ -89,6 +104,7 @@ impl Gateway {
         GatewayBuilder {
             settings,
             host: None,
+            instance: None,
         }
     }
 
@@ -107,6 +123,37 @@ impl Gateway {
     pub fn pending_events(&self) -> usize {
         self.state.intake.registry().pending()
     }
+}
+
+/// Every `every`, until the gateway is dropped: renews this instance's lease and resumes the work
+/// adopted from instances that died.
+fn tend_store(state: Weak<AppState>, every: Duration) {
+    actix::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            match state.intake.store().renew_and_adopt().await {
+                Ok(adopted) => state.intake.registry().resume(adopted),
+                Err(error) => {
+                    warn!("[IMCHANNEL] [lease] could not renew this instance's lease: {error}")
+                }
+            }
+        }
+    });
+}
+
+/// This machine's name, for instance identities.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "imchannel".to_owned())
 }
 
 /// The registry's bounds and timings from the settings.

@@ -7,7 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
-use crate::gateway::{worker_count, Gateway, StartError};
+use crate::gateway::{hostname, worker_count, Gateway, StartError};
 use crate::http::error::not_found;
 
 /// A built, not yet running, gateway server.
@@ -23,7 +23,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let workers = worker_count(&settings);
-        let gateway = Gateway::builder(settings).build().await?;
+        // Bound to a port, this process is the only live one of its name on this host.
+        let gateway = Gateway::builder(settings)
+            .instance_id(format!("{}:{port}", hostname()))
+            .build()
+            .await?;
         let mounted = gateway.clone();
         let server = HttpServer::new(move || {
             let gateway = mounted.clone();

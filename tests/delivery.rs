@@ -153,7 +153,7 @@ async fn a_permanent_refusal_is_dead_lettered_and_the_conversation_moves_on(stor
             "{letter}"
         );
         eventually("an empty journal", PATIENCE, || {
-            (connection.xlen::<_, usize>("imch:journal").ok()? == 0).then_some(())
+            (redis.journal_len() == 0).then_some(())
         })
         .await;
     }

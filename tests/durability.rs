@@ -5,21 +5,23 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 
 use awc::http::StatusCode;
-use redis::Commands;
+use serde_json::Value;
 use support::app::{StoreKind, TestGateway};
 use support::fixtures::{batch, text_message};
 use support::poll::{eventually, PATIENCE};
 use support::process::GatewayProcess;
-use support::redis_server::RedisServer;
-use support::standin::StandIn;
+use support::redis_server::{free_port, RedisServer};
+use support::standin::{DownPeer, StandIn};
 
+/// A gateway's config for these tests: quick retries, the webhook password below.
 const CONFIG: &str = r#"
 [server]
 bind = "127.0.0.1:0"
 workers = 2
+[store]
+instance_lease_secs = 1
 [delivery]
 timeout_ms = 1000
 initial_backoff_ms = 20
@@ -29,7 +31,7 @@ webhook_user = "infobip"
 webhook_password = "durable-secret"
 "#;
 
-async fn post(client: &awc::Client, address: &str, body: &serde_json::Value) -> StatusCode {
+async fn post(client: &awc::Client, address: &str, body: &Value) -> StatusCode {
     client
         .post(format!("{address}/imchannel/message"))
         .basic_auth("infobip", "durable-secret")
@@ -37,6 +39,50 @@ async fn post(client: &awc::Client, address: &str, body: &serde_json::Value) -> 
         .await
         .expect("the gateway answers")
         .status()
+}
+
+/// Posts `per_conversation` messages to each of `conversations` conversations, round-robin; each
+/// must be answered 200.
+async fn post_round_robin(address: &str, tag: &str, conversations: usize, per_conversation: usize) {
+    let client = awc::Client::default();
+    for m in 0..per_conversation {
+        for c in 0..conversations {
+            let body = batch(vec![text_message(
+                &format!("49170{c:05}"),
+                &format!("{tag}-{c}-{m}"),
+                "x",
+            )]);
+            assert_eq!(post(&client, address, &body).await, StatusCode::OK);
+        }
+    }
+}
+
+/// Checks that CTLive took every message of [`post_round_robin`] exactly once, in order per
+/// conversation.
+fn assert_all_in_order_once(
+    ctlive: &StandIn,
+    tag: &str,
+    conversations: usize,
+    per_conversation: usize,
+) {
+    let mut by_conversation: HashMap<String, Vec<String>> = HashMap::new();
+    for event in ctlive.taken_events() {
+        let from = event["from"].as_str().unwrap_or_default().to_owned();
+        by_conversation
+            .entry(from)
+            .or_default()
+            .push(event["messageId"].as_str().unwrap_or_default().to_owned());
+    }
+    for c in 0..conversations {
+        let expected: Vec<String> = (0..per_conversation)
+            .map(|m| format!("{tag}-{c}-{m}"))
+            .collect();
+        assert_eq!(
+            by_conversation[&format!("49170{c:05}")],
+            expected,
+            "conversation {c}: all, in order, once"
+        );
+    }
 }
 
 /// Events accepted while CTLive is unreachable survive a SIGKILL of the gateway: the restarted
@@ -48,93 +94,95 @@ async fn accepted_events_survive_sigkill_and_arrive_in_order() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, CONFIG).expect("config written");
-    // CTLive is down: its port is held by a socket that does not listen, so connections are
-    // refused, until the stand-in binds it after the kill.
-    let reserved =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    reserved
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .expect("an address")
-                .into(),
-        )
-        .expect("a port for CTLive");
-    let ctlive_port = reserved
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .expect("bound")
-        .port();
+    let ctlive = DownPeer::reserve();
+    // A fixed port keeps the gateway's identity across the restart: it resumes its own work.
+    let port = free_port();
     let env = [
         ("IMCHANNEL__STORE__REDIS_URL", redis.url()),
         (
             "IMCHANNEL__TENANTS__DEFAULT__CTLIVE_URL",
-            format!("http://127.0.0.1:{ctlive_port}/ctlive"),
+            ctlive.url("/ctlive"),
         ),
+        ("IMCHANNEL__SERVER__BIND", format!("127.0.0.1:{port}")),
     ];
     let mut gateway = GatewayProcess::start(dir.path(), &config, &env, "info").await;
-    let client = awc::Client::default();
     let (conversations, per_conversation) = (5, 6);
-    for m in 0..per_conversation {
-        for c in 0..conversations {
-            let body = batch(vec![text_message(
-                &format!("49170{c:05}"),
-                &format!("durable-{c}-{m}"),
-                "x",
-            )]);
-            assert_eq!(post(&client, &gateway.address, &body).await, StatusCode::OK);
-        }
-    }
+    post_round_robin(&gateway.address, "durable", conversations, per_conversation).await;
     let total = conversations * per_conversation;
-    let journal: usize = redis
-        .connection()
-        .xlen("imch:journal")
-        .expect("journal length");
-    assert_eq!(journal, total, "every acknowledged event is in Redis");
+    assert_eq!(
+        redis.journal_len(),
+        total,
+        "every acknowledged event is in Redis"
+    );
     eventually("a retry against the unreachable CTLive", PATIENCE, || {
         gateway.log().contains("retrying in").then_some(())
     })
     .await;
     gateway.kill();
 
-    drop(reserved);
-    let ctlive =
-        StandIn::start_on(TcpListener::bind(("127.0.0.1", ctlive_port)).expect("CTLive's port"));
+    let ctlive = ctlive.bring_up();
     let restarted = GatewayProcess::start(dir.path(), &config, &env, "info").await;
-    eventually("every event passed on after the restart", PATIENCE, || {
-        (ctlive.taken().len() >= total).then_some(())
-    })
-    .await;
-    let mut by_conversation: HashMap<String, Vec<String>> = HashMap::new();
-    for event in ctlive.taken_events() {
-        let from = event["from"].as_str().unwrap_or_default().to_owned();
-        by_conversation
-            .entry(from)
-            .or_default()
-            .push(event["messageId"].as_str().unwrap_or_default().to_owned());
-    }
-    for c in 0..conversations {
-        let expected: Vec<String> = (0..per_conversation)
-            .map(|m| format!("durable-{c}-{m}"))
-            .collect();
-        assert_eq!(
-            by_conversation[&format!("49170{c:05}")],
-            expected,
-            "conversation {c}: all, in order, once"
-        );
-    }
-    let mut connection = redis.connection();
-    eventually("the journal emptied", PATIENCE, || {
-        (connection.xlen::<_, usize>("imch:journal").ok()? == 0).then_some(())
-    })
-    .await;
     assert!(
         restarted
             .log()
             .contains(&format!("resuming {total} accepted events")),
-        "the restart says what it resumed"
+        "the restart resumes at once"
     );
+    eventually("every event passed on after the restart", PATIENCE, || {
+        (ctlive.taken().len() >= total).then_some(())
+    })
+    .await;
+    assert_all_in_order_once(&ctlive, "durable", conversations, per_conversation);
+    eventually("the journal emptied", PATIENCE, || {
+        (redis.journal_len() == 0).then_some(())
+    })
+    .await;
+}
+
+/// A second instance starting on the same Redis leaves the first one's unfinished work alone
+/// (nothing passed on twice); when the first is killed, the second takes its work over once the
+/// lease ran out and passes it on, in order, exactly once.
+#[actix_web::test]
+async fn a_dead_instances_work_is_taken_over_once() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, CONFIG).expect("config written");
+    let ctlive = DownPeer::reserve();
+    let env = [
+        ("IMCHANNEL__STORE__REDIS_URL", redis.url()),
+        (
+            "IMCHANNEL__TENANTS__DEFAULT__CTLIVE_URL",
+            ctlive.url("/ctlive"),
+        ),
+    ];
+    let mut first = GatewayProcess::start(dir.path(), &config, &env, "info").await;
+    let (conversations, per_conversation) = (4, 5);
+    post_round_robin(&first.address, "orphan", conversations, per_conversation).await;
+    let second = GatewayProcess::start(dir.path(), &config, &env, "info").await;
+    assert!(
+        !second.log().contains("resuming"),
+        "the second instance resumed nothing of the first's"
+    );
+    first.kill();
+    eventually("the survivor takes the work over", PATIENCE, || {
+        second
+            .log()
+            .contains("taking over its 20 unfinished events")
+            .then_some(())
+    })
+    .await;
+    let ctlive = ctlive.bring_up();
+    let total = conversations * per_conversation;
+    eventually("every event passed on by the survivor", PATIENCE, || {
+        (ctlive.taken().len() >= total).then_some(())
+    })
+    .await;
+    assert_all_in_order_once(&ctlive, "orphan", conversations, per_conversation);
+    eventually("the adopted journal emptied", PATIENCE, || {
+        (redis.journal_len() == 0).then_some(())
+    })
+    .await;
 }
 
 /// With Redis gone, the webhook answers 503 with `Retry-After` (so Infobip retries) and `/readyz`

@@ -141,9 +141,14 @@ pub trait Store: Send + Sync + 'static {
         envelope: Envelope,
         reason: String,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
-    /// Every envelope accepted but neither completed nor dead-lettered, in acceptance order:
-    /// what a restarted process resumes.
+    /// Every envelope this instance (in an earlier life: same identity, before a crash or
+    /// restart) accepted but neither completed nor dead-lettered, in acceptance order: what a
+    /// restarted process resumes before it takes new work.
     fn unfinished(&self) -> BoxFuture<'static, Result<Vec<Envelope>, StoreError>>;
+    /// Keeps this instance's claim on its own work alive, and takes over the unfinished work of
+    /// instances whose claim ran out (they died): called periodically; returns the adopted
+    /// envelopes, in acceptance order, for the caller to resume.
+    fn renew_and_adopt(&self) -> BoxFuture<'static, Result<Vec<Envelope>, StoreError>>;
     /// Whether the store answers.
     fn ping(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 }

@@ -14,13 +14,14 @@ pub use self::redis::RedisStore;
 use crate::config::StoreSettings;
 
 /// Opens the store the settings name: Redis when `redis_url` is set, memory otherwise.
-pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+/// `instance` names this process among those sharing the Redis (see [`RedisStore`]).
+pub async fn open(settings: &StoreSettings, instance: &str) -> Result<Arc<dyn Store>, StoreError> {
     if settings.redis_url.is_empty() {
         Ok(Arc::new(MemoryStore::new(Duration::from_secs(
             settings.dedup_ttl_secs,
         ))))
     } else {
-        Ok(Arc::new(RedisStore::connect(settings).await?))
+        Ok(Arc::new(RedisStore::connect(settings, instance).await?))
     }
 }
 

@@ -1,21 +1,28 @@
 //! The Redis store. The hot path (accept, complete) goes over one multiplexed, self-reconnecting
 //! connection, so the commands of concurrent requests share round trips instead of each taking a
-//! pooled connection (DESIGN.md §9); the rest (recovery scans, dead letters, readiness) uses a
+//! pooled connection (DESIGN.md §9); the rest (recovery, leases, dead letters, readiness) uses a
 //! deadpool-redis pool.
 //!
 //! Keys, under `store.key_prefix`: `:dedup:<key>` (marks, with TTL), `:rank:<subject>` (highest
-//! status rank), `:journal` (a stream of accepted, not yet completed work, in acceptance order),
-//! `:deadletters` (a list of JSON records).
+//! status rank), `:journal:<instance>` (a stream per instance of its accepted, not yet settled
+//! work, in acceptance order), `:lease:<instance>` and `:instances` (who is alive),
+//! `:adopted:<adopter>:<orphan>:<n>` (a dead instance's journal, taken over), `:deadletters` (a
+//! list of JSON records).
+//!
+//! Each instance owns its journal while its lease lives. A process that restarts under the same
+//! identity resumes its journal at once; the journal of an instance that died and did not come
+//! back is adopted, whole and by exactly one instance, once its lease ran out.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use futures::future::{BoxFuture, FutureExt};
 use imchannel_actors::ports::{
     Candidate, ConversationKey, Envelope, Receipt, Store, StoreError, Verdict,
 };
+use log::{info, warn};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::StreamRangeReply;
+use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script};
 
 use super::{dead_letter_json, MAX_DEAD_LETTERS};
@@ -37,12 +44,15 @@ pub struct RedisStore {
     keys: Keys,
     dedup_ttl_secs: u64,
     accept: Script,
+    settle: Script,
+    tender: Tender,
 }
 
-/// The names of imchannel's keys.
+/// The names of imchannel's keys, for one instance.
 #[derive(Clone)]
 struct Keys {
     prefix: String,
+    instance: String,
 }
 
 impl Keys {
@@ -54,8 +64,31 @@ impl Keys {
         format!("{}:rank:{subject}", self.prefix)
     }
 
+    /// This instance's journal.
     fn journal(&self) -> String {
-        format!("{}:journal", self.prefix)
+        self.journal_of(&self.instance)
+    }
+
+    fn journal_of(&self, instance: &str) -> String {
+        format!("{}:journal:{instance}", self.prefix)
+    }
+
+    fn lease_of(&self, instance: &str) -> String {
+        format!("{}:lease:{instance}", self.prefix)
+    }
+
+    fn instances(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+
+    /// A fresh name for `orphan`'s journal once this instance adopted it.
+    fn adopted(&self, orphan: &str) -> String {
+        format!(
+            "{}:adopted:{}:{orphan}:{}",
+            self.prefix,
+            self.instance,
+            uuid::Uuid::new_v4()
+        )
     }
 
     fn dead_letters(&self) -> String {
@@ -63,13 +96,27 @@ impl Keys {
     }
 }
 
+/// The receipt of entry `entry` of `journal`.
+fn receipt(journal: &str, entry: &str) -> Receipt {
+    Receipt(format!("{journal} {entry}"))
+}
+
+/// The journal and entry id a receipt names.
+fn journal_entry(receipt: &Receipt) -> Result<(&str, &str), StoreError> {
+    receipt
+        .0
+        .rsplit_once(' ')
+        .ok_or_else(|| StoreError::Corrupt(format!("not a journal receipt: {}", receipt.0)))
+}
+
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
 impl RedisStore {
-    /// Connects to `settings.redis_url`; fails if Redis does not answer.
-    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+    /// Connects to `settings.redis_url` as `instance` (an identity unique among the live
+    /// processes sharing this Redis) and takes its lease; fails if Redis does not answer.
+    pub async fn connect(settings: &StoreSettings, instance: &str) -> Result<Self, StoreError> {
         let url = settings.redis_url.expose();
         let client =
             redis::Client::open(url).map_err(|e| unavailable(format!("store.redis_url: {e}")))?;
@@ -95,15 +142,50 @@ impl RedisStore {
         let pool = pool_config
             .create_pool(Some(Runtime::Tokio1))
             .map_err(unavailable)?;
+        let keys = Keys {
+            prefix: settings.key_prefix.clone(),
+            instance: instance.to_owned(),
+        };
+        let tender = Tender {
+            pool: pool.clone(),
+            keys: keys.clone(),
+            lease: Duration::from_secs(settings.instance_lease_secs),
+            adopt: Script::new(include_str!("adopt.lua")),
+        };
+        let mut connection = pool.get().await.map_err(unavailable)?;
+        tender.renew_lease(&mut connection).await?;
         Ok(Self {
             hot,
             pool,
-            keys: Keys {
-                prefix: settings.key_prefix.clone(),
-            },
+            keys,
             dedup_ttl_secs: settings.dedup_ttl_secs,
             accept: Script::new(include_str!("accept.lua")),
+            settle: Script::new(include_str!("settle.lua")),
+            tender,
         })
+    }
+}
+
+/// Every entry of `journal`, in order, as envelopes.
+async fn read_journal(
+    connection: &mut Connection,
+    journal: &str,
+) -> Result<Vec<Envelope>, StoreError> {
+    let mut envelopes = Vec::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page: StreamRangeReply = connection
+            .xrange_count(journal, &start, "+", RECOVERY_PAGE)
+            .await
+            .map_err(unavailable)?;
+        let full = page.ids.len() == RECOVERY_PAGE;
+        for entry in page.ids {
+            start = format!("({}", entry.id);
+            envelopes.push(journal_envelope(journal, entry)?);
+        }
+        if !full {
+            return Ok(envelopes);
+        }
     }
 }
 
@@ -126,8 +208,9 @@ impl Store for RedisStore {
         let keys = self.keys.clone();
         let ttl = self.dedup_ttl_secs;
         async move {
+            let journal = keys.journal();
             let mut invocation = script.prepare_invoke();
-            invocation.key(keys.journal()).arg(ttl);
+            invocation.key(&journal).arg(ttl);
             for candidate in &batch {
                 let (rank_key, rank) = candidate.rank.as_ref().map_or((String::new(), 0), |rank| {
                     (keys.rank(&rank.subject), rank.value)
@@ -159,7 +242,7 @@ impl Store for RedisStore {
                     "-" => Verdict::Superseded,
                     _ => Verdict::Accepted(Envelope {
                         accepted_at: accepted_at(&entry),
-                        receipt: Receipt(entry),
+                        receipt: receipt(&journal, &entry),
                         conversation: candidate.conversation,
                         reference: candidate.reference,
                         payload: candidate.payload,
@@ -172,10 +255,15 @@ impl Store for RedisStore {
 
     fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut hot = self.hot.clone();
-        let journal = self.keys.journal();
+        let settle = self.settle.clone();
         async move {
-            let _: usize = hot.xdel(journal, &[receipt.0]).await.map_err(unavailable)?;
-            Ok(())
+            let (journal, entry) = journal_entry(&receipt)?;
+            settle
+                .key(journal)
+                .arg(entry)
+                .invoke_async::<()>(&mut hot)
+                .await
+                .map_err(unavailable)
         }
         .boxed()
     }
@@ -187,7 +275,9 @@ impl Store for RedisStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let pool = self.pool.clone();
         let keys = self.keys.clone();
+        let settle = self.settle.clone();
         async move {
+            let (journal, entry) = journal_entry(&envelope.receipt)?;
             let mut connection = pool.get().await.map_err(unavailable)?;
             redis::pipe()
                 .atomic()
@@ -195,9 +285,13 @@ impl Store for RedisStore {
                 .ignore()
                 .ltrim(keys.dead_letters(), 0, MAX_DEAD_LETTERS as isize - 1)
                 .ignore()
-                .xdel(keys.journal(), &[envelope.receipt.0.as_str()])
-                .ignore()
                 .query_async::<()>(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            settle
+                .key(journal)
+                .arg(entry)
+                .invoke_async::<()>(&mut connection)
                 .await
                 .map_err(unavailable)
         }
@@ -209,24 +303,14 @@ impl Store for RedisStore {
         let journal = self.keys.journal();
         async move {
             let mut connection = pool.get().await.map_err(unavailable)?;
-            let mut envelopes = Vec::new();
-            let mut start = "-".to_owned();
-            loop {
-                let page: StreamRangeReply = connection
-                    .xrange_count(&journal, &start, "+", RECOVERY_PAGE)
-                    .await
-                    .map_err(unavailable)?;
-                let full = page.ids.len() == RECOVERY_PAGE;
-                for entry in page.ids {
-                    start = format!("({}", entry.id);
-                    envelopes.push(journal_envelope(entry)?);
-                }
-                if !full {
-                    return Ok(envelopes);
-                }
-            }
+            read_journal(&mut connection, &journal).await
         }
         .boxed()
+    }
+
+    fn renew_and_adopt(&self) -> BoxFuture<'static, Result<Vec<Envelope>, StoreError>> {
+        let tender = self.tender.clone();
+        async move { tender.renew_and_adopt().await }.boxed()
     }
 
     fn ping(&self) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -242,8 +326,75 @@ impl Store for RedisStore {
     }
 }
 
-/// An envelope from its journal entry.
-fn journal_envelope(entry: redis::streams::StreamId) -> Result<Envelope, StoreError> {
+/// Keeps this instance's lease and adopts the journals of dead instances; owned and cloneable,
+/// so that it can run detached.
+#[derive(Clone)]
+struct Tender {
+    pool: Pool,
+    keys: Keys,
+    lease: Duration,
+    adopt: Script,
+}
+
+impl Tender {
+    /// Extends this instance's lease (and its membership of the instances); `false` when the
+    /// lease had run out, so that others may have adopted this instance's journal meanwhile.
+    async fn renew_lease(&self, connection: &mut Connection) -> Result<bool, StoreError> {
+        let (previous,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.keys.lease_of(&self.keys.instance))
+            .arg(&self.keys.instance)
+            .arg("PX")
+            .arg(self.lease.as_millis() as u64)
+            .arg("GET")
+            .sadd(self.keys.instances(), &self.keys.instance)
+            .ignore()
+            .query_async(connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(previous.is_some())
+    }
+
+    async fn renew_and_adopt(&self) -> Result<Vec<Envelope>, StoreError> {
+        let mut connection = self.pool.get().await.map_err(unavailable)?;
+        if !self.renew_lease(&mut connection).await? {
+            warn!(
+                "[IMCHANNEL] [lease] the lease of instance {} had run out: another instance may have taken over its unfinished work, which may then be passed on twice",
+                self.keys.instance
+            );
+        }
+        let instances: Vec<String> = connection
+            .smembers(self.keys.instances())
+            .await
+            .map_err(unavailable)?;
+        let mut adopted = Vec::new();
+        for orphan in instances.iter().filter(|id| **id != self.keys.instance) {
+            let name = self.keys.adopted(orphan);
+            let took: i64 = self
+                .adopt
+                .key(self.keys.instances())
+                .key(self.keys.lease_of(orphan))
+                .key(self.keys.journal_of(orphan))
+                .key(&name)
+                .arg(orphan)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if took == 1 {
+                let envelopes = read_journal(&mut connection, &name).await?;
+                info!(
+                    "[IMCHANNEL] [adopt] instance {orphan} stopped: taking over its {} unfinished events",
+                    envelopes.len()
+                );
+                adopted.extend(envelopes);
+            }
+        }
+        Ok(adopted)
+    }
+}
+
+/// An envelope from entry `entry` of `journal`.
+fn journal_envelope(journal: &str, entry: StreamId) -> Result<Envelope, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("journal entry {}: {what}", entry.id));
     let field = |name: &str| -> Result<Vec<u8>, StoreError> {
         entry
@@ -258,7 +409,7 @@ fn journal_envelope(entry: redis::streams::StreamId) -> Result<Envelope, StoreEr
     let payload = field("p")?.into();
     Ok(Envelope {
         accepted_at: accepted_at(&entry.id),
-        receipt: Receipt(entry.id.clone()),
+        receipt: receipt(journal, &entry.id),
         conversation,
         reference,
         payload,

@@ -71,6 +71,29 @@ impl RedisServer {
             .expect("connect to the test redis-server")
     }
 
+    /// How many entries the gateways' journals (own and adopted) hold, all together.
+    pub fn journal_len(&self) -> usize {
+        let mut connection = self.connection();
+        let journals: Vec<String> = redis::cmd("KEYS")
+            .arg("imch:*journal*")
+            .query(&mut connection)
+            .unwrap_or_default();
+        let adopted: Vec<String> = redis::cmd("KEYS")
+            .arg("imch:adopted:*")
+            .query(&mut connection)
+            .unwrap_or_default();
+        journals
+            .iter()
+            .chain(&adopted)
+            .map(|key| {
+                redis::cmd("XLEN")
+                    .arg(key)
+                    .query::<usize>(&mut connection)
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Stops the server now (to test what the gateway does without it).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -155,6 +155,41 @@ impl StandIn {
     }
 }
 
+/// A peer that is down: its loopback port is held by a socket that does not listen, so every
+/// connection is refused, until [`bring_up`](Self::bring_up) starts a stand-in on the same port.
+pub struct DownPeer {
+    socket: socket2::Socket,
+    port: u16,
+}
+
+impl DownPeer {
+    /// Holds a free loopback port without listening on it.
+    pub fn reserve() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        socket.bind(&any_port.into()).expect("a loopback port");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .expect("bound")
+            .port();
+        Self { socket, port }
+    }
+
+    /// The URL of `path` on this peer.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Starts a stand-in on the port.
+    pub fn bring_up(self) -> StandIn {
+        drop(self.socket);
+        StandIn::start_on(TcpListener::bind(("127.0.0.1", self.port)).expect("the held port"))
+    }
+}
+
 async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>) -> HttpResponse {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let header = |name| {
