@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::fixtures::{batch, text_message};
-use support::process::GatewayProcess;
+use support::process::{config_dir, GatewayProcess};
 
 const CONFIG: &str = r#"
 [server]
@@ -21,9 +21,7 @@ webhook_password = "from-the-file"
 /// password is taken as written.
 #[actix_web::test]
 async fn environment_overrides_keep_their_text() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, CONFIG).expect("config written");
+    let (dir, config) = config_dir(CONFIG);
     let env = [
         (
             "IMCHANNEL__TENANTS__DEFAULT__WEBHOOK_PASSWORD",
@@ -68,9 +66,7 @@ async fn environment_overrides_keep_their_text() {
 /// A wrong value from the environment stops the start with an error naming the key.
 #[actix_web::test]
 async fn a_wrong_setting_names_its_key() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, CONFIG).expect("config written");
+    let (dir, config) = config_dir(CONFIG);
     let cases = [
         ("IMCHANNEL__SERVER__BIND", "nowhere", "server.bind"),
         ("IMCHANNEL__CONVERSATION__MAX_LIVE", "lots", "max_live"),

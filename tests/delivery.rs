@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,13 +57,7 @@ async fn order_holds_per_conversation_through_failures(store: StoreKind) {
         (ctlive.taken().len() >= total).then_some(())
     })
     .await;
-    let mut by_conversation: HashMap<String, Vec<String>> = HashMap::new();
-    for event in ctlive.taken_events() {
-        by_conversation
-            .entry(event["from"].as_str().unwrap_or_default().to_owned())
-            .or_default()
-            .push(message_id(&event));
-    }
+    let by_conversation = ctlive.taken_by_customer();
     for c in 0..conversations {
         let expected: Vec<String> = (0..per_conversation)
             .map(|m| format!("order-{c}-{m}"))

@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-
 use awc::http::StatusCode;
 use serde_json::Value;
 use support::app::{StoreKind, TestGateway};
 use support::fixtures::{batch, text_message};
 use support::poll::{eventually, PATIENCE};
-use support::process::GatewayProcess;
+use support::process::{config_dir, GatewayProcess};
 use support::redis_server::{free_port, RedisServer};
 use support::standin::{DownPeer, StandIn};
 
@@ -65,20 +63,13 @@ fn assert_all_in_order_once(
     conversations: usize,
     per_conversation: usize,
 ) {
-    let mut by_conversation: HashMap<String, Vec<String>> = HashMap::new();
-    for event in ctlive.taken_events() {
-        let from = event["from"].as_str().unwrap_or_default().to_owned();
-        by_conversation
-            .entry(from)
-            .or_default()
-            .push(event["messageId"].as_str().unwrap_or_default().to_owned());
-    }
+    let taken = ctlive.taken_by_customer();
     for c in 0..conversations {
         let expected: Vec<String> = (0..per_conversation)
             .map(|m| format!("{tag}-{c}-{m}"))
             .collect();
         assert_eq!(
-            by_conversation[&format!("49170{c:05}")],
+            taken[&format!("49170{c:05}")],
             expected,
             "conversation {c}: all, in order, once"
         );
@@ -91,9 +82,7 @@ fn assert_all_in_order_once(
 #[actix_web::test]
 async fn accepted_events_survive_sigkill_and_arrive_in_order() {
     let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, CONFIG).expect("config written");
+    let (dir, config) = config_dir(CONFIG);
     let ctlive = DownPeer::reserve();
     // A fixed port keeps the gateway's identity across the restart: it resumes its own work.
     let port = free_port();
@@ -145,9 +134,7 @@ async fn accepted_events_survive_sigkill_and_arrive_in_order() {
 #[actix_web::test]
 async fn a_dead_instances_work_is_taken_over_once() {
     let redis = RedisServer::start().await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, CONFIG).expect("config written");
+    let (dir, config) = config_dir(CONFIG);
     let ctlive = DownPeer::reserve();
     let env = [
         ("IMCHANNEL__STORE__REDIS_URL", redis.url()),

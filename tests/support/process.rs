@@ -7,6 +7,15 @@ use std::time::Duration;
 
 use super::poll::eventually;
 
+/// A temporary folder holding `config.toml` with `text`: where a test's processes keep their
+/// config and logs.
+pub fn config_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, text).expect("config written");
+    (dir, config)
+}
+
 /// A running `imchannel serve`, its log captured to a file.
 pub struct GatewayProcess {
     child: Child,

@@ -2,7 +2,7 @@
 //! and answers as told: 200, any status, 429 with `Retry-After`, or never (past the client's
 //! timeout).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -143,6 +143,19 @@ impl StandIn {
             .into_iter()
             .map(|body| body["results"][0].clone())
             .collect()
+    }
+
+    /// The messageIds answered 200, grouped by the event's customer (`from`), in arrival order.
+    pub fn taken_by_customer(&self) -> HashMap<String, Vec<String>> {
+        let mut grouped: HashMap<String, Vec<String>> = HashMap::new();
+        for event in self.taken_events() {
+            let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
+            grouped
+                .entry(text("from"))
+                .or_default()
+                .push(text("messageId"));
+        }
+        grouped
     }
 
     /// Stops serving.
