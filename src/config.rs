@@ -402,6 +402,12 @@ impl Settings {
                 ));
             }
             check_http_url(&tenant.ctlive_url).map_err(|m| invalid(&key("ctlive_url"), m))?;
+            if tenant.infobip_rps == 0 || tenant.media_rps == 0 {
+                return Err(invalid(
+                    &key("infobip_rps"),
+                    "infobip_rps and media_rps must be at least 1",
+                ));
+            }
             check_http_url(&tenant.infobip_base_url)
                 .map_err(|m| invalid(&key("infobip_base_url"), m))?;
         }

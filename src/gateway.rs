@@ -8,13 +8,14 @@ use std::time::Duration;
 use actix::Recipient;
 use actix_web::web;
 use imchannel_actors::intake::Intake;
-use imchannel_actors::ports::{Sink, SinkFactory, StoreError};
+use imchannel_actors::ports::{Sink, SinkFactory, Sinks, StoreError};
 use imchannel_actors::registry::{Limits, Registry};
 use imchannel_actors::retry::RetryPolicy;
 use log::{info, warn};
 
 use crate::clients::ctlive::{self, CtliveForwarder};
 use crate::clients::host::{HostSink, InboundEvent};
+use crate::clients::infobip::{self, InfobipSender};
 use crate::config::Settings;
 use crate::state::AppState;
 use crate::{http, store};
@@ -62,15 +63,20 @@ impl GatewayBuilder {
             .instance
             .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
         let store = store::open(&settings.store, &instance).await?;
+        let timeout = settings.delivery.timeout();
+        let infobip = Arc::new(infobip::targets(&settings));
+        let outbound =
+            move || Rc::new(InfobipSender::new(timeout, infobip.clone())) as Rc<dyn Sink>;
         let sinks: SinkFactory = match self.host {
-            Some(recipient) => {
-                Arc::new(move || Rc::new(HostSink::new(recipient.clone())) as Rc<dyn Sink>)
-            }
+            Some(recipient) => Arc::new(move || Sinks {
+                inbound: Rc::new(HostSink::new(recipient.clone())),
+                outbound: outbound(),
+            }),
             None => {
-                let targets = Arc::new(ctlive::targets(&settings));
-                let timeout = settings.delivery.timeout();
-                Arc::new(move || {
-                    Rc::new(CtliveForwarder::new(timeout, targets.clone())) as Rc<dyn Sink>
+                let ctlive = Arc::new(ctlive::targets(&settings));
+                Arc::new(move || Sinks {
+                    inbound: Rc::new(CtliveForwarder::new(timeout, ctlive.clone())),
+                    outbound: outbound(),
                 })
             }
         };

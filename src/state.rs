@@ -14,6 +14,10 @@ pub struct Tenant {
     pub name: String,
     /// What Infobip must present on webhooks.
     pub webhook_auth: BasicCredentials,
+    /// What CTLive must present on sends.
+    pub api_auth: BasicCredentials,
+    /// The OMNI scenario of sends that name none.
+    pub scenario_key: String,
 }
 
 /// The state shared by every worker's handlers.
@@ -38,6 +42,8 @@ impl AppState {
                         &tenant.webhook_user,
                         &tenant.webhook_password,
                     ),
+                    api_auth: BasicCredentials::new(&tenant.api_user, &tenant.api_password),
+                    scenario_key: tenant.scenario_key.clone(),
                 };
                 (name.clone(), state)
             })

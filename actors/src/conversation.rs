@@ -14,7 +14,8 @@ use futures::future::BoxFuture;
 use log::{info, warn};
 
 use crate::ports::{
-    ConversationKey, DeliveryFailure, Envelope, RetryHint, Sink, Store, StoreError,
+    ConversationKey, DeliveryFailure, Envelope, Lane, Notice, RetryHint, Sink, Sinks, Store,
+    StoreError,
 };
 use crate::retry::RetryPolicy;
 
@@ -62,16 +63,21 @@ impl Load {
     }
 }
 
-/// The actor of one conversation.
-pub(crate) struct Conversation {
-    key: ConversationKey,
+/// One lane of a conversation: its ordered queue and the state of its head.
+struct LaneState {
     queue: VecDeque<Envelope>,
     /// The head is with the sink, or waiting for its retry.
     busy: bool,
     /// Failed attempts at the head so far.
     failures: u32,
-    load: Rc<Load>,
     sink: Rc<dyn Sink>,
+}
+
+/// The actor of one conversation: an inbound and an outbound lane, each passed on in order.
+pub(crate) struct Conversation {
+    key: ConversationKey,
+    lanes: [LaneState; 2],
+    load: Rc<Load>,
     store: Arc<dyn Store>,
     retry: RetryPolicy,
 }
@@ -80,105 +86,159 @@ impl Conversation {
     pub(crate) fn new(
         key: ConversationKey,
         load: Rc<Load>,
-        sink: Rc<dyn Sink>,
+        sinks: &Sinks,
         store: Arc<dyn Store>,
         retry: RetryPolicy,
     ) -> Self {
-        Self {
-            key,
+        let lane = |lane: Lane| LaneState {
             queue: VecDeque::new(),
             busy: false,
             failures: 0,
+            sink: sinks.of(lane).clone(),
+        };
+        Self {
+            key,
+            lanes: Lane::ALL.map(lane),
             load,
-            sink,
             store,
             retry,
         }
     }
 
-    /// Hands the head to the sink unless it is already there.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            return;
-        }
-        let Some(head) = self.queue.front() else {
+    fn lane(&mut self, lane: Lane) -> &mut LaneState {
+        &mut self.lanes[lane.index()]
+    }
+
+    /// Hands the head of `lane` to its sink, unless it is already there or must wait for work
+    /// of the other lane it depends on.
+    fn pump(&mut self, lane: Lane, ctx: &mut Context<Self>) {
+        let state = &self.lanes[lane.index()];
+        let Some(head) = state.queue.front().filter(|_| !state.busy) else {
             return;
         };
-        self.busy = true;
-        let delivery = self.sink.deliver(head);
+        let other = &self.lanes[lane.other().index()];
+        if let Some(after) = &head.after {
+            if other
+                .queue
+                .iter()
+                .any(|envelope| &envelope.reference == after)
+            {
+                return;
+            }
+        }
+        let delivery = state.sink.deliver(head);
+        self.lane(lane).busy = true;
         ctx.spawn(
             delivery
                 .into_actor(self)
-                .map(|outcome, act, ctx| act.settle(outcome, ctx)),
+                .map(move |outcome, act, ctx| act.settle(lane, outcome, ctx)),
         );
     }
 
-    /// Acts on the sink's answer for the head.
-    fn settle(&mut self, outcome: Result<(), DeliveryFailure>, ctx: &mut Context<Self>) {
-        let Some(head) = self.queue.front() else {
-            self.busy = false;
+    /// Acts on the sink's answer for the head of `lane`.
+    fn settle(
+        &mut self,
+        lane: Lane,
+        outcome: Result<(), DeliveryFailure>,
+        ctx: &mut Context<Self>,
+    ) {
+        let state = &mut self.lanes[lane.index()];
+        let Some(head) = state.queue.front() else {
+            state.busy = false;
             return;
         };
-        match outcome {
+        let failure = match outcome {
             Ok(()) => {
                 let completion = self.store.complete(head.receipt.clone());
-                self.move_on(completion, ctx);
+                self.move_on(lane, completion, ctx);
+                return;
             }
-            Err(failure) => {
-                self.failures += 1;
-                let retry_in = match failure.retry {
-                    RetryHint::Later { not_before } => {
-                        self.retry
-                            .next_attempt(self.failures, not_before, head.age())
-                    }
-                    RetryHint::Never => None,
-                };
-                if let Some(delay) = retry_in {
-                    info!(
-                        "[IMCHANNEL] [{}] messageId {} conversation {} attempt {} failed: {}; retrying in {} ms",
-                        self.sink.name(),
-                        head.reference,
-                        self.key,
-                        self.failures,
-                        failure.reason,
-                        delay.as_millis()
-                    );
-                    ctx.run_later(delay, |act, ctx| {
-                        act.busy = false;
-                        act.pump(ctx);
-                    });
-                } else {
-                    warn!(
-                        "[IMCHANNEL] [{}] messageId {} conversation {} failed for good after {} attempts: {}; moved to the dead letters",
-                        self.sink.name(),
-                        head.reference,
-                        self.key,
-                        self.failures,
-                        failure.reason
-                    );
-                    let parking = self.store.dead_letter(head.clone(), failure.reason);
-                    self.move_on(parking, ctx);
-                }
+            Err(failure) => failure,
+        };
+        state.failures += 1;
+        let retry_in = match failure.retry {
+            RetryHint::Later { not_before } => {
+                self.retry
+                    .next_attempt(state.failures, not_before, head.age())
             }
+            RetryHint::Never => None,
+        };
+        if let Some(delay) = retry_in {
+            info!(
+                "[IMCHANNEL] [{}] messageId {} conversation {} attempt {} failed: {}; retrying in {} ms",
+                state.sink.name(),
+                head.reference,
+                self.key,
+                state.failures,
+                failure.reason,
+                delay.as_millis()
+            );
+            ctx.run_later(delay, move |act, ctx| {
+                act.lane(lane).busy = false;
+                act.pump(lane, ctx);
+            });
+            return;
         }
+        let head = head.clone();
+        let sink = state.sink.name();
+        let Some(notice) = failure.notice else {
+            warn!(
+                "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {} attempts: {}; moved to the dead letters",
+                head.reference, self.key, state.failures, failure.reason
+            );
+            let parking = self.store.dead_letter(head, failure.reason);
+            self.move_on(lane, parking, ctx);
+            return;
+        };
+        warn!(
+            "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {} attempts: {}; the failure is passed on {}",
+            head.reference, self.key, state.failures, failure.reason, lane.other().code()
+        );
+        let notice = Notice {
+            conversation: self.key.clone(),
+            lane: lane.other(),
+            reference: head.reference.clone(),
+            payload: notice,
+        };
+        // The notice counts as pending from now, so the actor is not retired before it queues.
+        self.load.add(1);
+        let replacing = self.store.replace(head.receipt.clone(), notice);
+        ctx.spawn(replacing.into_actor(self).map(move |replaced, act, ctx| match replaced {
+            Ok(notice) => {
+                let lane = notice.lane;
+                act.lane(lane).queue.push_back(notice);
+                act.pump(lane, ctx);
+            }
+            Err(error) => {
+                warn!(
+                    "[IMCHANNEL] [{sink}] messageId {} the store did not take the notice of its failure ({error}): it stays unfinished and is tried again after a restart",
+                    head.reference
+                );
+                act.load.remove(1);
+            }
+        }));
+        self.move_on(lane, Box::pin(futures::future::ready(Ok(()))), ctx);
     }
 
-    /// Drops the head, records its fate in the store in the background (detached from the actor,
-    /// so that retiring the actor cannot cut it short), and starts the next.
+    /// Drops the head of `lane`, records its fate in the store in the background (detached from
+    /// the actor, so that retiring the actor cannot cut it short), and starts what may go next in
+    /// both lanes (the other lane may have waited for this head).
     fn move_on(
         &mut self,
+        lane: Lane,
         bookkeeping: BoxFuture<'static, Result<(), StoreError>>,
         ctx: &mut Context<Self>,
     ) {
-        let reference = self
+        let state = self.lane(lane);
+        let reference = state
             .queue
             .pop_front()
             .map(|head| head.reference)
             .unwrap_or_default();
-        self.busy = false;
-        self.failures = 0;
+        state.busy = false;
+        state.failures = 0;
+        let sink = state.sink.name();
         self.load.remove(1);
-        let sink = self.sink.name();
         actix::spawn(async move {
             if let Err(error) = bookkeeping.await {
                 warn!(
@@ -186,7 +246,8 @@ impl Conversation {
                 );
             }
         });
-        self.pump(ctx);
+        self.pump(lane, ctx);
+        self.pump(lane.other(), ctx);
     }
 }
 
@@ -203,8 +264,12 @@ impl Handler<Enqueue> for Conversation {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
-        self.queue.extend(msg.0);
-        self.pump(ctx);
+        for envelope in msg.0 {
+            self.lane(envelope.lane).queue.push_back(envelope);
+        }
+        for lane in Lane::ALL {
+            self.pump(lane, ctx);
+        }
     }
 }
 

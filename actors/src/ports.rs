@@ -52,6 +52,54 @@ impl fmt::Display for ConversationKey {
     }
 }
 
+/// Which way work flows in a conversation. Each lane keeps its own order and has its own sink,
+/// so that one direction's outage does not hold the other up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// From the customer's side towards the host (CTLive): messages and reports.
+    Inbound,
+    /// From the host towards the customer (Infobip): sends.
+    Outbound,
+}
+
+impl Lane {
+    /// Both lanes, in index order.
+    pub const ALL: [Lane; 2] = [Lane::Inbound, Lane::Outbound];
+
+    /// The lane's position in per-lane arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Lane::Inbound => 0,
+            Lane::Outbound => 1,
+        }
+    }
+
+    /// The lane flowing the other way.
+    pub fn other(self) -> Lane {
+        match self {
+            Lane::Inbound => Lane::Outbound,
+            Lane::Outbound => Lane::Inbound,
+        }
+    }
+
+    /// The short form stores keep.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lane::Inbound => "in",
+            Lane::Outbound => "out",
+        }
+    }
+
+    /// The inverse of [`code`](Self::code).
+    pub fn from_code(code: &str) -> Option<Lane> {
+        match code {
+            "in" => Some(Lane::Inbound),
+            "out" => Some(Lane::Outbound),
+            _ => None,
+        }
+    }
+}
+
 /// Where a candidate stands in a progression (e.g. a message's status) that must never go
 /// backwards: a candidate ranked below one already accepted for the same subject is superseded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +119,26 @@ pub struct Candidate {
     pub rank: Option<Rank>,
     /// The conversation whose order it joins.
     pub conversation: ConversationKey,
+    /// The lane of the conversation it joins.
+    pub lane: Lane,
+    /// The reference of work in the other lane that must settle first, if that work is still
+    /// there (a report waits for the send it reports on).
+    pub after: Option<String>,
     /// The id a person greps the logs for (a messageId).
+    pub reference: String,
+    /// The bytes the sink passes on.
+    pub payload: Bytes,
+}
+
+/// Work that replaces an envelope which failed for good: a notice of the failure, passed on in
+/// the other lane (a failed send becomes a report to the host).
+#[derive(Clone, Debug)]
+pub struct Notice {
+    /// The conversation it belongs to.
+    pub conversation: ConversationKey,
+    /// The lane it is passed on in.
+    pub lane: Lane,
+    /// The id a person greps the logs for (the failed envelope's).
     pub reference: String,
     /// The bytes the sink passes on.
     pub payload: Bytes,
@@ -88,6 +155,10 @@ pub struct Envelope {
     pub receipt: Receipt,
     /// The conversation whose order it keeps.
     pub conversation: ConversationKey,
+    /// The lane of the conversation it is in.
+    pub lane: Lane,
+    /// The reference of work in the other lane that must settle first, if still there.
+    pub after: Option<String>,
     /// The id a person greps the logs for (a messageId).
     pub reference: String,
     /// The bytes the sink passes on.
@@ -135,6 +206,13 @@ pub trait Store: Send + Sync + 'static {
         -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>>;
     /// Forgets an envelope that was passed on.
     fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Replaces an envelope that failed for good by its notice, in one atomic step: the notice
+    /// is durable before the envelope is forgotten.
+    fn replace(
+        &self,
+        failed: Receipt,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<Envelope, StoreError>>;
     /// Moves an envelope that failed for good to the dead letters, with the reason.
     fn dead_letter(
         &self,
@@ -172,6 +250,9 @@ pub struct DeliveryFailure {
     pub reason: String,
     /// Whether to try again.
     pub retry: RetryHint,
+    /// What to pass on in the other lane should this failure be the last (no retry left), in
+    /// place of a dead letter.
+    pub notice: Option<Bytes>,
 }
 
 impl DeliveryFailure {
@@ -180,6 +261,7 @@ impl DeliveryFailure {
         Self {
             reason: reason.into(),
             retry: RetryHint::Later { not_before },
+            notice: None,
         }
     }
 
@@ -188,6 +270,15 @@ impl DeliveryFailure {
         Self {
             reason: reason.into(),
             retry: RetryHint::Never,
+            notice: None,
+        }
+    }
+
+    /// The same failure, with the notice to pass on should it be the last.
+    pub fn with_notice(self, notice: Bytes) -> Self {
+        Self {
+            notice: Some(notice),
+            ..self
         }
     }
 }
@@ -201,5 +292,24 @@ pub trait Sink {
     fn deliver(&self, envelope: &Envelope) -> LocalBoxFuture<'static, Result<(), DeliveryFailure>>;
 }
 
-/// Makes a [`Sink`] on the arbiter that will use it (one per registry shard).
-pub type SinkFactory = Arc<dyn Fn() -> Rc<dyn Sink> + Send + Sync>;
+/// The sink of each lane.
+#[derive(Clone)]
+pub struct Sinks {
+    /// Where inbound work goes (CTLive, or a host actor).
+    pub inbound: Rc<dyn Sink>,
+    /// Where outbound work goes (Infobip).
+    pub outbound: Rc<dyn Sink>,
+}
+
+impl Sinks {
+    /// The sink of `lane`.
+    pub fn of(&self, lane: Lane) -> &Rc<dyn Sink> {
+        match lane {
+            Lane::Inbound => &self.inbound,
+            Lane::Outbound => &self.outbound,
+        }
+    }
+}
+
+/// Makes the [`Sinks`] on the arbiter that will use them (one per registry shard).
+pub type SinkFactory = Arc<dyn Fn() -> Sinks + Send + Sync>;

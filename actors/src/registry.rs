@@ -13,7 +13,7 @@ use actix::prelude::*;
 use futures::future::join_all;
 
 use crate::conversation::{Conversation, Enqueue, Load, Retire};
-use crate::ports::{ConversationKey, Envelope, Sink, SinkFactory, Store};
+use crate::ports::{ConversationKey, Envelope, SinkFactory, Sinks, Store};
 use crate::retry::RetryPolicy;
 
 /// The bounds and timings the registry keeps.
@@ -92,7 +92,7 @@ struct Slot {
 /// The actor owning the conversations of one shard.
 pub struct RegistryShard {
     conversations: HashMap<ConversationKey, Slot>,
-    sink: Rc<dyn Sink>,
+    sinks: Sinks,
     shared: Arc<Shared>,
 }
 
@@ -105,13 +105,13 @@ impl RegistryShard {
     /// The slot of `key`, starting its actor if it has none. The caller accounts for `live`.
     fn slot(&mut self, key: ConversationKey) -> &Slot {
         let shared = &self.shared;
-        let sink = &self.sink;
+        let sinks = &self.sinks;
         self.conversations.entry(key).or_insert_with_key(|key| {
             let load = Rc::new(Load::new(shared.pending.clone()));
             let addr = Conversation::new(
                 key.clone(),
                 load.clone(),
-                sink.clone(),
+                sinks,
                 shared.store.clone(),
                 shared.limits.retry.clone(),
             )
@@ -328,7 +328,7 @@ impl Registry {
                 let shard =
                     RegistryShard::start_in_arbiter(&arbiter.handle(), move |_| RegistryShard {
                         conversations: HashMap::new(),
-                        sink: sinks(),
+                        sinks: sinks(),
                         shared,
                     });
                 (arbiter, shard)

@@ -81,10 +81,10 @@ impl Sink for CtliveForwarder {
         let reference = envelope.reference.clone();
         let url = loggable_url(&target.url);
         async move {
-            let status = exchange(sending).await?;
+            let answer = exchange(sending).await?;
             info!(
                 "[IMCHANNEL] [forwardMessage] messageId {reference} forwarded to [{url}]: HTTP {}",
-                status.as_u16()
+                answer.status.as_u16()
             );
             Ok(())
         }

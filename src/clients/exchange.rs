@@ -7,20 +7,54 @@ use actix_web::http::header;
 use actix_web::http::StatusCode;
 use awc::error::SendRequestError;
 use awc::SendClientRequest;
+use bytes::Bytes;
 use imchannel_actors::ports::DeliveryFailure;
 
-/// How much of an answer's body is read (for the failure reason).
+/// How much of an answer's body is read.
 const ANSWER_LIMIT: usize = 64 * 1024;
+/// How much of an answer's body a failure reason quotes.
+const REASON_LIMIT: usize = 512;
+
+/// A receiver's 2xx answer.
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its body (up to 64 KiB).
+    pub body: Bytes,
+}
+
+/// An attempt that failed, with what the receiver said, if it answered.
+pub struct Failed {
+    /// The answer's status, if there was an answer.
+    pub status: Option<StatusCode>,
+    /// The answer's body (empty without an answer).
+    pub body: Bytes,
+    /// What it means for the retry loop.
+    pub failure: DeliveryFailure,
+}
+
+impl From<Failed> for DeliveryFailure {
+    fn from(failed: Failed) -> Self {
+        failed.failure
+    }
+}
 
 /// Sends the request and judges the answer: 2xx is taken; connection errors, timeouts, 408, 429
 /// and 5xx are worth another try (not before a `Retry-After`); any other answer is refused for good.
-pub async fn exchange(request: SendClientRequest) -> Result<StatusCode, DeliveryFailure> {
-    let mut response = request.await.map_err(|error| match error {
-        SendRequestError::Timeout => DeliveryFailure::transient("timed out", None),
-        other => DeliveryFailure::transient(format!("could not be sent: {other}"), None),
+pub async fn exchange(request: SendClientRequest) -> Result<Answer, Failed> {
+    let mut response = request.await.map_err(|error| {
+        let reason = match error {
+            SendRequestError::Timeout => "timed out".to_owned(),
+            other => format!("could not be sent: {other}"),
+        };
+        Failed {
+            status: None,
+            body: Bytes::new(),
+            failure: DeliveryFailure::transient(reason, None),
+        }
     })?;
     let status = response.status();
-    let retry_after = response
+    let not_before = response
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
@@ -31,20 +65,25 @@ pub async fn exchange(request: SendClientRequest) -> Result<StatusCode, Delivery
         .await
         .unwrap_or_default();
     if status.is_success() {
-        return Ok(status);
+        return Ok(Answer { status, body });
     }
     let reason = format!(
         "HTTP {}: {}",
         status.as_u16(),
-        String::from_utf8_lossy(&body[..body.len().min(512)])
+        String::from_utf8_lossy(&body[..body.len().min(REASON_LIMIT)])
     );
     let transient = status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();
-    Err(if transient {
-        DeliveryFailure::transient(reason, retry_after)
+    let failure = if transient {
+        DeliveryFailure::transient(reason, not_before)
     } else {
         DeliveryFailure::permanent(reason)
+    };
+    Err(Failed {
+        status: Some(status),
+        body,
+        failure,
     })
 }
 

@@ -3,6 +3,8 @@
 pub mod ctlive;
 mod exchange;
 pub mod host;
+pub mod infobip;
+mod pacer;
 
 use awc::http::Uri;
 

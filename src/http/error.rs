@@ -32,9 +32,12 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
-    /// A bound is reached: the caller should retry later.
+    /// A bound is reached: the caller (Infobip) should retry later.
     #[error("{0}; retry later")]
     Overloaded(String),
+    /// A bound is reached: the caller (CTLive) should slow down and retry later.
+    #[error("{0}; retry later")]
+    TooManyRequests(String),
     /// The store did not answer: the caller should retry later.
     #[error("the store is unavailable; retry later")]
     StoreUnavailable,
@@ -56,6 +59,15 @@ impl From<IntakeError> for ApiError {
 }
 
 impl ApiError {
+    /// The answer to a send that was not taken: a full conversation is CTLive's to slow down
+    /// for (429), a store outage is not (503).
+    pub fn on_send(error: IntakeError) -> Self {
+        match Self::from(error) {
+            Self::Overloaded(reason) => Self::TooManyRequests(reason),
+            other => other,
+        }
+    }
+
     /// The stable code of the error body's `messageId`.
     fn code(&self) -> &'static str {
         match self {
@@ -64,6 +76,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::Overloaded(_) | Self::StoreUnavailable => "SERVICE_UNAVAILABLE",
+            Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
         }
     }
 }
@@ -76,6 +89,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded(_) | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -89,7 +103,7 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Basic realm=\"imchannel\""),
                 ));
             }
-            Self::Overloaded(_) | Self::StoreUnavailable => {
+            Self::Overloaded(_) | Self::StoreUnavailable | Self::TooManyRequests(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs()));
             }
             _ => {}

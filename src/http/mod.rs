@@ -1,9 +1,10 @@
-//! The actix-web routes: the webhook, health, and the error answers they share.
+//! The actix-web routes: the webhook, sends, health, and the error answers they share.
 
 pub(crate) mod auth;
 mod body;
 pub mod error;
 mod health;
+mod send;
 mod webhook;
 
 use actix_web::web;
@@ -13,6 +14,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(["/imchannel/message", "/{tenant}/imchannel/message"])
             .route(web::post().to(webhook::receive)),
+    )
+    .service(
+        web::resource([
+            "/imchannel/omni/1/advanced",
+            "/{tenant}/imchannel/omni/1/advanced",
+        ])
+        .route(web::post().to(send::receive)),
     )
     .route("/healthz", web::get().to(health::alive))
     .route("/readyz", web::get().to(health::ready));

@@ -1,4 +1,5 @@
 //! The JSON of Infobip's and CTLive's protocol: what imchannel reads, checks and writes.
 
 pub mod error;
+pub mod omni;
 pub mod webhook;

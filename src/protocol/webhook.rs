@@ -3,7 +3,7 @@
 //! included, so nothing is lost when it is forwarded.
 
 use bytes::Bytes;
-use imchannel_actors::ports::{Candidate, ConversationKey, Rank};
+use imchannel_actors::ports::{Candidate, ConversationKey, Lane, Rank};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -89,6 +89,8 @@ impl Event {
             }
             EventKind::Seen => (format!("{tenant}:seen:{id}"), Some(RANK_SEEN)),
         };
+        // A report waits for the send it reports on, should that send still be on its way.
+        let after = (self.kind != EventKind::Inbound).then(|| self.message_id.clone());
         Candidate {
             dedup_key,
             rank: rank.map(|value| Rank {
@@ -96,6 +98,8 @@ impl Event {
                 value,
             }),
             conversation: ConversationKey::new(tenant, self.customer),
+            lane: Lane::Inbound,
+            after,
             reference: self.message_id,
             payload: self.raw,
         }
@@ -147,17 +151,17 @@ fn parse_event(index: usize, raw: &RawValue) -> Result<Event, String> {
         if non_empty(message.kind).is_none() {
             return Err(missing("message.type"));
         }
-        let from = non_empty(head.from).ok_or_else(|| missing("from"))?;
+        let from = phone(head.from).ok_or_else(|| missing("from"))?;
         (EventKind::Inbound, from)
     } else if let Some(status) = head.status {
         let name = non_empty(status.name).ok_or_else(|| missing("status.name"))?;
         let pending = status.group_id == Some(PENDING_GROUP_ID)
             || status.group_name.as_deref() == Some("PENDING");
         let rank = if pending { RANK_PENDING } else { RANK_FINAL };
-        let to = non_empty(head.to).ok_or_else(|| missing("to"))?;
+        let to = phone(head.to).ok_or_else(|| missing("to"))?;
         (EventKind::Delivery { status: name, rank }, to)
     } else if head.seen_at.is_some() {
-        let to = non_empty(head.to).ok_or_else(|| missing("to"))?;
+        let to = phone(head.to).ok_or_else(|| missing("to"))?;
         (EventKind::Seen, to)
     } else {
         return Err(format!(
@@ -174,6 +178,12 @@ fn parse_event(index: usize, raw: &RawValue) -> Result<Event, String> {
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.trim().is_empty())
+}
+
+/// A phone number as conversations are keyed: without a leading `+`, so that a report's `to`
+/// and a send's destination name the same conversation.
+fn phone(value: Option<String>) -> Option<String> {
+    non_empty(value).map(|number| number.trim().trim_start_matches('+').to_owned())
 }
 
 /// A serde error as a sentence naming where in the document it is.

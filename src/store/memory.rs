@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::{self, BoxFuture, FutureExt};
-use imchannel_actors::ports::{Candidate, Envelope, Receipt, Store, StoreError, Verdict};
+use imchannel_actors::ports::{Candidate, Envelope, Notice, Receipt, Store, StoreError, Verdict};
 use log::warn;
 
 use super::{dead_letter_json, MAX_DEAD_LETTERS};
@@ -74,14 +74,20 @@ impl State {
                 self.ranks.insert(rank.subject, (rank.value, expires));
             }
         }
-        self.next_receipt += 1;
         Verdict::Accepted(Envelope {
-            receipt: Receipt(self.next_receipt.to_string()),
+            receipt: self.next_receipt(),
             conversation: candidate.conversation,
+            lane: candidate.lane,
+            after: candidate.after,
             reference: candidate.reference,
             payload: candidate.payload,
             accepted_at: SystemTime::now(),
         })
+    }
+
+    fn next_receipt(&mut self) -> Receipt {
+        self.next_receipt += 1;
+        Receipt(self.next_receipt.to_string())
     }
 }
 
@@ -106,6 +112,23 @@ impl Store for MemoryStore {
 
     fn complete(&self, _: Receipt) -> BoxFuture<'static, Result<(), StoreError>> {
         future::ready(Ok(())).boxed()
+    }
+
+    fn replace(
+        &self,
+        _: Receipt,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<Envelope, StoreError>> {
+        let envelope = Envelope {
+            receipt: self.state().next_receipt(),
+            conversation: notice.conversation,
+            lane: notice.lane,
+            after: None,
+            reference: notice.reference,
+            payload: notice.payload,
+            accepted_at: SystemTime::now(),
+        };
+        future::ready(Ok(envelope)).boxed()
     }
 
     fn dead_letter(

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use futures::future::{BoxFuture, FutureExt};
 use imchannel_actors::ports::{
-    Candidate, ConversationKey, Envelope, Receipt, Store, StoreError, Verdict,
+    Candidate, ConversationKey, Envelope, Lane, Notice, Receipt, Store, StoreError, Verdict,
 };
 use log::{info, warn};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -45,6 +45,7 @@ pub struct RedisStore {
     dedup_ttl_secs: u64,
     accept: Script,
     settle: Script,
+    replace: Script,
     tender: Tender,
 }
 
@@ -161,6 +162,7 @@ impl RedisStore {
             dedup_ttl_secs: settings.dedup_ttl_secs,
             accept: Script::new(include_str!("accept.lua")),
             settle: Script::new(include_str!("settle.lua")),
+            replace: Script::new(include_str!("replace.lua")),
             tender,
         })
     }
@@ -221,7 +223,9 @@ impl Store for RedisStore {
                     .arg(rank)
                     .arg(candidate.conversation.encode())
                     .arg(&candidate.reference)
-                    .arg(candidate.payload.as_ref());
+                    .arg(candidate.payload.as_ref())
+                    .arg(candidate.lane.code())
+                    .arg(candidate.after.as_deref().unwrap_or_default());
             }
             let entries: Vec<String> = invocation
                 .invoke_async(&mut hot)
@@ -244,6 +248,8 @@ impl Store for RedisStore {
                         accepted_at: accepted_at(&entry),
                         receipt: receipt(&journal, &entry),
                         conversation: candidate.conversation,
+                        lane: candidate.lane,
+                        after: candidate.after,
                         reference: candidate.reference,
                         payload: candidate.payload,
                     }),
@@ -264,6 +270,40 @@ impl Store for RedisStore {
                 .invoke_async::<()>(&mut hot)
                 .await
                 .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn replace(
+        &self,
+        failed: Receipt,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<Envelope, StoreError>> {
+        let mut hot = self.hot.clone();
+        let script = self.replace.clone();
+        let journal = self.keys.journal();
+        async move {
+            let (failed_journal, failed_entry) = journal_entry(&failed)?;
+            let entry: String = script
+                .key(&journal)
+                .key(failed_journal)
+                .arg(failed_entry)
+                .arg(notice.conversation.encode())
+                .arg(&notice.reference)
+                .arg(notice.payload.as_ref())
+                .arg(notice.lane.code())
+                .invoke_async(&mut hot)
+                .await
+                .map_err(unavailable)?;
+            Ok(Envelope {
+                accepted_at: accepted_at(&entry),
+                receipt: receipt(&journal, &entry),
+                conversation: notice.conversation,
+                lane: notice.lane,
+                after: None,
+                reference: notice.reference,
+                payload: notice.payload,
+            })
         }
         .boxed()
     }
@@ -407,10 +447,17 @@ fn journal_envelope(journal: &str, entry: StreamId) -> Result<Envelope, StoreErr
         .ok_or_else(|| corrupt("unreadable conversation"))?;
     let reference = String::from_utf8_lossy(&field("r")?).into_owned();
     let payload = field("p")?.into();
+    let lane = String::from_utf8(field("l")?)
+        .ok()
+        .and_then(|code| Lane::from_code(&code))
+        .ok_or_else(|| corrupt("unreadable lane"))?;
+    let after = String::from_utf8_lossy(&field("a")?).into_owned();
     Ok(Envelope {
         accepted_at: accepted_at(&entry.id),
         receipt: receipt(journal, &entry.id),
         conversation,
+        lane,
+        after: (!after.is_empty()).then_some(after),
         reference,
         payload,
     })

@@ -1,0 +1,171 @@
+//! Sends to Infobip: `POST {infobip_base_url}/omni/1/advanced`, one destination per request,
+//! paced to the tenant's `infobip_rps`. A send that fails for good carries the `REJECTED` report
+//! CTLive gets instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures::future::{self, FutureExt, LocalBoxFuture};
+use imchannel_actors::ports::{DeliveryFailure, Envelope, Sink};
+use log::info;
+
+use super::exchange::{exchange, Failed};
+use super::loggable_url;
+use super::pacer::Pacer;
+use crate::config::{InfobipAuth, Secret, Settings};
+use crate::protocol::omni::{error_text, rejected_report, rejected_status, Rejection};
+
+/// Where and how one tenant's sends go.
+pub struct InfobipTarget {
+    url: String,
+    authorization: Secret,
+    /// How the log names the credentials sent (never the credentials themselves).
+    auth_kind: &'static str,
+    pacer: Pacer,
+}
+
+/// Every tenant's Infobip target, by tenant name.
+pub type InfobipTargets = HashMap<String, InfobipTarget>;
+
+/// The Infobip targets of every configured tenant.
+pub fn targets(settings: &Settings) -> InfobipTargets {
+    settings
+        .tenants
+        .iter()
+        .map(|(name, tenant)| {
+            let (authorization, auth_kind) = match tenant.infobip_auth {
+                InfobipAuth::App => (
+                    format!("App {}", tenant.infobip_api_key.expose()),
+                    "api key",
+                ),
+                InfobipAuth::Basic => {
+                    let pair = format!(
+                        "{}:{}",
+                        tenant.infobip_user,
+                        tenant.infobip_password.expose()
+                    );
+                    (format!("Basic {}", STANDARD.encode(pair)), "basic auth")
+                }
+            };
+            let target = InfobipTarget {
+                url: format!(
+                    "{}/omni/1/advanced",
+                    tenant.infobip_base_url.trim_end_matches('/')
+                ),
+                authorization: Secret::from(authorization.as_str()),
+                auth_kind,
+                pacer: Pacer::new(tenant.infobip_rps),
+            };
+            (name.clone(), target)
+        })
+        .collect()
+}
+
+/// The sink that posts sends to Infobip, with an `awc` client of its own arbiter.
+pub struct InfobipSender {
+    client: awc::Client,
+    targets: Arc<InfobipTargets>,
+}
+
+impl InfobipSender {
+    /// A sender whose every attempt times out after `timeout`. Build it on the arbiter that
+    /// uses it: `awc::Client` is not `Send`.
+    pub fn new(timeout: Duration, targets: Arc<InfobipTargets>) -> Self {
+        Self {
+            client: awc::Client::builder().timeout(timeout).finish(),
+            targets,
+        }
+    }
+}
+
+impl Sink for InfobipSender {
+    fn name(&self) -> &'static str {
+        "sendMessage"
+    }
+
+    fn deliver(&self, envelope: &Envelope) -> LocalBoxFuture<'static, Result<(), DeliveryFailure>> {
+        let reference = envelope.reference.clone();
+        let (message_id, destination, sent_at) = (
+            reference.clone(),
+            envelope.conversation.peer.clone(),
+            envelope.accepted_at,
+        );
+        let notice = move |rejection: Rejection<'_>| {
+            rejected_report(&message_id, &destination, sent_at, &rejection)
+        };
+        let tenant = &envelope.conversation.tenant;
+        let Some(target) = self.targets.get(tenant) else {
+            let reason = format!("tenant {tenant} is no longer configured");
+            let rejection = Rejection {
+                status: None,
+                http_status: None,
+                description: &reason,
+            };
+            let failure = DeliveryFailure::permanent(&reason).with_notice(notice(rejection));
+            return future::ready(Err(failure)).boxed_local();
+        };
+        let wait = target.pacer.reserve();
+        let request = self
+            .client
+            .post(&target.url)
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::AUTHORIZATION, target.authorization.expose()));
+        let body = envelope.payload.clone();
+        let url = loggable_url(&target.url);
+        let auth_kind = target.auth_kind;
+        async move {
+            if !wait.is_zero() {
+                actix_web::rt::time::sleep(wait).await;
+            }
+            info!(
+                "[IMCHANNEL] [sendMessage] request to [{url}] Data [{}] with {auth_kind} header",
+                String::from_utf8_lossy(&body)
+            );
+            let answer = exchange(request.send_body(body)).await.map_err(|failed| {
+                let Failed {
+                    status,
+                    body,
+                    failure,
+                } = failed;
+                info!(
+                    "[IMCHANNEL] [sendMessage] messageId {reference} response [{}] {}",
+                    status.map_or("none".to_owned(), |s| s.as_u16().to_string()),
+                    String::from_utf8_lossy(&body)
+                );
+                let description = if body.is_empty() {
+                    failure.reason.clone()
+                } else {
+                    error_text(&body)
+                };
+                let rejection = Rejection {
+                    status: None,
+                    http_status: status.map(|s| s.as_u16()),
+                    description: &description,
+                };
+                failure.with_notice(notice(rejection))
+            })?;
+            info!(
+                "[IMCHANNEL] [sendMessage] messageId {reference} response [{}] {}",
+                answer.status.as_u16(),
+                String::from_utf8_lossy(&answer.body)
+            );
+            if let Some((id, name, description)) = rejected_status(&answer.body) {
+                let rejection = Rejection {
+                    status: Some((id, &name)),
+                    http_status: Some(answer.status.as_u16()),
+                    description: &description,
+                };
+                let failure = DeliveryFailure::permanent(format!(
+                    "Infobip rejected it: {name}: {description}"
+                ));
+                return Err(failure.with_notice(notice(rejection)));
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+}

@@ -1,0 +1,52 @@
+//! `POST /{tenant}/imchannel/omni/1/advanced`: CTLive's sends. Parse and authenticate, make each
+//! destination's send durable in its conversation's outbound lane, answer as Infobip would;
+//! sequencing and delivery are the conversation actors'.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use imchannel_actors::intake::Outcome;
+use log::info;
+
+use super::body::read_limited;
+use super::error::ApiError;
+use super::tenant_of;
+use crate::protocol::omni::{accepted_answer, parse_send};
+use crate::state::AppState;
+
+/// Takes an OMNI advanced send.
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = state.tenant(tenant_of(&req))?;
+    tenant.api_auth.check(&req)?;
+    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    info!(
+        "[IMCHANNEL] [onSend] Send received {}",
+        String::from_utf8_lossy(&body)
+    );
+    let sends = parse_send(&body, &tenant.scenario_key).map_err(|text| {
+        info!("[IMCHANNEL] [onSend] send refused: {text}");
+        ApiError::BadRequest(text)
+    })?;
+    let answer = accepted_answer(&sends);
+    let references: Vec<String> = sends.iter().map(|send| send.message_id.clone()).collect();
+    let candidates = sends
+        .into_iter()
+        .map(|send| send.into_candidate(&tenant.name))
+        .collect();
+    let outcomes = state
+        .intake
+        .submit(candidates)
+        .await
+        .map_err(ApiError::on_send)?;
+    for (reference, outcome) in references.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Accepted => info!("[IMCHANNEL] [onSend] messageId {reference} accepted"),
+            Outcome::Duplicate | Outcome::Superseded => {
+                info!("[IMCHANNEL] [onSend] messageId {reference} is a resend: not sent again")
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
