@@ -24,6 +24,11 @@ pub enum StoreKind {
 pub const DEFAULT_WEBHOOK: (&str, &str) = ("infobip", "wh-secret-default-5b1e");
 pub const ACME_WEBHOOK: (&str, &str) = ("acme-infobip", "wh-secret-acme-77c2");
 pub const CTLIVE_AUTH: (&str, &str) = ("ctlive-user", "ctlive-secret-91ad");
+pub const DEFAULT_API: (&str, &str) = ("ctlive", "api-secret-default-0c4d");
+pub const ACME_API: (&str, &str) = ("acme-ctlive", "api-secret-acme-e61b");
+pub const DEFAULT_INFOBIP_KEY: &str = "infobip-key-secret-3f0a";
+pub const ACME_INFOBIP: (&str, &str) = ("acme-ib", "acme-ib-secret-2d9e");
+pub const DEFAULT_SCENARIO: &str = "TENANT-DEFAULT-SCENARIO";
 
 /// Settings for a gateway on port 0 with tenants `default` and `acme` posting to `ctlive`, quick
 /// retries, and `redis_url` (empty for the memory store).
@@ -45,22 +50,43 @@ webhook_password = "{}"
 ctlive_url = "{}"
 ctlive_user = "{}"
 ctlive_password = "{}"
-infobip_api_key = "infobip-key-secret-3f0a"
+api_user = "{}"
+api_password = "{}"
+infobip_api_key = "{DEFAULT_INFOBIP_KEY}"
+scenario_key = "{DEFAULT_SCENARIO}"
 [tenants.acme]
 webhook_user = "{}"
 webhook_password = "{}"
+api_user = "{}"
+api_password = "{}"
 ctlive_url = "{}"
+infobip_auth = "basic"
+infobip_user = "{}"
+infobip_password = "{}"
 "#,
         DEFAULT_WEBHOOK.0,
         DEFAULT_WEBHOOK.1,
         ctlive.url("/default/ctlive"),
         CTLIVE_AUTH.0,
         CTLIVE_AUTH.1,
+        DEFAULT_API.0,
+        DEFAULT_API.1,
         ACME_WEBHOOK.0,
         ACME_WEBHOOK.1,
+        ACME_API.0,
+        ACME_API.1,
         ctlive.url("/acme/ctlive"),
+        ACME_INFOBIP.0,
+        ACME_INFOBIP.1,
     );
     Settings::from_toml(&text).expect("test settings are valid")
+}
+
+/// Points every tenant's Infobip at `infobip`, under `/<tenant>`.
+pub fn with_infobip(settings: &mut Settings, infobip: &StandIn) {
+    for (name, tenant) in settings.tenants.iter_mut() {
+        tenant.infobip_base_url = infobip.url(&format!("/{name}"));
+    }
 }
 
 /// A gateway serving on 127.0.0.1:<port>, and the redis-server it uses, if any.
@@ -164,6 +190,16 @@ impl TestGateway {
             "/imchannel/message",
             batch.to_string(),
             Some(DEFAULT_WEBHOOK),
+        )
+        .await
+    }
+
+    /// Posts an OMNI send to the default tenant with its CTLive credentials.
+    pub async fn send(&self, send: &Value) -> (StatusCode, Value) {
+        self.post(
+            "/imchannel/omni/1/advanced",
+            send.to_string(),
+            Some(DEFAULT_API),
         )
         .await
     }

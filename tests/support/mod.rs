@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod fixtures;
+pub mod omni_schema;
 pub mod poll;
 pub mod process;
 pub mod redis_server;

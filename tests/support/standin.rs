@@ -18,6 +18,8 @@ use serde_json::Value;
 pub enum Reply {
     /// 200 with `{}`.
     Ok,
+    /// 200 with this JSON body.
+    Json(Value),
     /// This status, empty JSON body.
     Status(u16),
     /// 429 with `Retry-After: <secs>`.
@@ -132,7 +134,7 @@ impl StandIn {
         self.script()
             .received
             .iter()
-            .filter(|received| matches!(received.reply, Reply::Ok | Reply::Hold))
+            .filter(|received| matches!(received.reply, Reply::Ok | Reply::Json(_) | Reply::Hold))
             .map(|received| received.body.clone())
             .collect()
     }
@@ -238,6 +240,7 @@ async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>
     };
     match reply {
         Reply::Ok => HttpResponse::Ok().json(serde_json::json!({})),
+        Reply::Json(body) => HttpResponse::Ok().json(body),
         Reply::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("valid status"))
             .json(serde_json::json!({"requestError": {"serviceException": {"messageId": "STANDIN", "text": format!("stand-in answered {code}")}}})),
         Reply::TooManyRequests { retry_after } => HttpResponse::TooManyRequests()
