@@ -128,6 +128,74 @@ async fn accepted_events_survive_sigkill_and_arrive_in_order() {
     .await;
 }
 
+/// Sends acknowledged to CTLive while Infobip is unreachable survive a SIGKILL: the restarted
+/// gateway posts every one to Infobip, in submission order per conversation.
+#[actix_web::test]
+async fn accepted_sends_survive_sigkill_and_arrive_in_order() {
+    let redis = RedisServer::start().await;
+    let (dir, config) = config_dir(CONFIG);
+    let infobip = DownPeer::reserve();
+    let port = free_port();
+    let env = [
+        ("IMCHANNEL__STORE__REDIS_URL", redis.url()),
+        (
+            "IMCHANNEL__TENANTS__DEFAULT__INFOBIP_BASE_URL",
+            infobip.url(""),
+        ),
+        (
+            "IMCHANNEL__TENANTS__DEFAULT__API_PASSWORD",
+            "durable-api".to_owned(),
+        ),
+        ("IMCHANNEL__SERVER__BIND", format!("127.0.0.1:{port}")),
+    ];
+    let mut gateway = GatewayProcess::start(dir.path(), &config, &env, "info").await;
+    let client = awc::Client::default();
+    let (conversations, per_conversation) = (4, 5);
+    for m in 0..per_conversation {
+        for c in 0..conversations {
+            let send = serde_json::json!({
+                "destinations": [{"to": {"phoneNumber": format!("4177{c:05}")}, "messageId": format!("kept-{c}-{m}")}],
+                "whatsApp": {"text": "x"}
+            });
+            let status = client
+                .post(format!("{}/imchannel/omni/1/advanced", gateway.address))
+                .basic_auth("ctlive", "durable-api")
+                .send_json(&send)
+                .await
+                .expect("the gateway answers")
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    let total = conversations * per_conversation;
+    assert_eq!(
+        redis.journal_len(),
+        total,
+        "every acknowledged send is in Redis"
+    );
+    gateway.kill();
+
+    let infobip = infobip.bring_up();
+    let _restarted = GatewayProcess::start(dir.path(), &config, &env, "info").await;
+    eventually("every send at Infobip after the restart", PATIENCE, || {
+        (infobip.taken().len() >= total).then_some(())
+    })
+    .await;
+    let taken = infobip.taken();
+    for c in 0..conversations {
+        let phone = format!("4177{c:05}");
+        let ours: Vec<&str> = taken
+            .iter()
+            .filter(|body| body["destinations"][0]["to"]["phoneNumber"] == phone.as_str())
+            .filter_map(|body| body["destinations"][0]["messageId"].as_str())
+            .collect();
+        let expected: Vec<String> = (0..per_conversation)
+            .map(|m| format!("kept-{c}-{m}"))
+            .collect();
+        assert_eq!(ours, expected, "conversation {c}: all, in order, once");
+    }
+}
+
 /// A second instance starting on the same Redis leaves the first one's unfinished work alone
 /// (nothing passed on twice); when the first is killed, the second takes its work over once the
 /// lease ran out and passes it on, in order, exactly once.

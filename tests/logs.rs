@@ -16,8 +16,9 @@ const API_PASSWORD: &str = "api-pass-19bb4d";
 const INFOBIP_KEY: &str = "ib-key-0f5e11c2";
 const INFOBIP_PASSWORD: &str = "ib-pass-7a7a90";
 
-/// A message retried through a 500 and taken, a message refused for good, bad credentials and a
-/// bad batch: the log tells each messageId's story and holds no secret; neither does any answer.
+/// A message retried through a 500 and taken, a message refused for good, a send, bad credentials
+/// and a bad batch: the log tells each messageId's story and holds no secret; neither does any
+/// answer.
 #[actix_web::test]
 async fn a_message_can_be_followed_and_no_secret_leaks() {
     let ctlive = StandIn::start();
@@ -50,36 +51,63 @@ ctlive_password = "{CTLIVE_PASSWORD}"
 infobip_api_key = "{INFOBIP_KEY}"
 infobip_user = "ib"
 infobip_password = "{INFOBIP_PASSWORD}"
+infobip_base_url = "{}"
 "#,
-            ctlive.url("/ctlive")
+            ctlive.url("/ctlive"),
+            ctlive.url("/infobip"),
         ),
     )
     .expect("config written");
     let gateway = GatewayProcess::start(dir.path(), &config, &[], "debug").await;
+
     let client = awc::Client::default();
-    let url = format!("{}/imchannel/message", gateway.address);
+    let webhook = "/imchannel/message";
+    let send = serde_json::json!({
+        "destinations": [{"to": {"phoneNumber": "492000000004"}, "messageId": "log-send"}],
+        "whatsApp": {"text": "hello"}
+    });
     let mut answers = Vec::new();
-    for (body, password) in [
+    for (path, user, password, body) in [
         (
+            webhook,
+            "infobip",
+            WEBHOOK_PASSWORD,
             batch(vec![text_message("492000000001", "log-retried", "a")]).to_string(),
-            WEBHOOK_PASSWORD,
         ),
         (
+            webhook,
+            "infobip",
+            WEBHOOK_PASSWORD,
             batch(vec![text_message("492000000002", "log-refused", "b")]).to_string(),
-            WEBHOOK_PASSWORD,
         ),
         (
-            batch(vec![text_message("492000000003", "log-unauthorized", "c")]).to_string(),
+            webhook,
+            "infobip",
             "wrong",
+            batch(vec![text_message("492000000003", "log-unauthorized", "c")]).to_string(),
         ),
         (
-            "{\"results\":[{\"messageId\":1}]}".to_owned(),
+            webhook,
+            "infobip",
             WEBHOOK_PASSWORD,
+            "{\"results\":[{\"messageId\":1}]}".to_owned(),
+        ),
+        (
+            "/imchannel/omni/1/advanced",
+            "ctlive",
+            API_PASSWORD,
+            send.to_string(),
+        ),
+        (
+            "/imchannel/omni/1/advanced",
+            "ctlive",
+            "wrong",
+            send.to_string(),
         ),
     ] {
         let mut response = client
-            .post(&url)
-            .basic_auth("infobip", password)
+            .post(format!("{}{path}", gateway.address))
+            .basic_auth(user, password)
             .send_body(body)
             .await
             .expect("the gateway answers");
@@ -91,7 +119,8 @@ infobip_password = "{INFOBIP_PASSWORD}"
         let log = gateway.log();
         (log.contains("messageId log-retried forwarded")
             && log.contains("messageId log-refused")
-            && log.contains("failed for good"))
+            && log.contains("failed for good")
+            && log.contains("messageId log-send response"))
         .then_some(())
     })
     .await;
@@ -116,6 +145,19 @@ infobip_password = "{INFOBIP_PASSWORD}"
             "grep log-retried should show {step:?}; it shows:\n{retried}"
         );
     }
+    let sent = story("log-send");
+    for step in [
+        "[IMCHANNEL] [onSend] Send received",
+        "[IMCHANNEL] [sendMessage] request to [",
+        "/infobip/omni/1/advanced] Data [{",
+        "with api key header",
+        "[IMCHANNEL] [sendMessage] messageId log-send response [200]",
+    ] {
+        assert!(
+            sent.contains(step),
+            "grep log-send should show {step:?}; it shows:\n{sent}"
+        );
+    }
     let refused = story("log-refused");
     assert!(
         refused.contains("failed for good") && refused.contains("HTTP 401"),
@@ -132,6 +174,7 @@ infobip_password = "{INFOBIP_PASSWORD}"
         basic("infobip", WEBHOOK_PASSWORD),
         basic("ctlive", CTLIVE_PASSWORD),
         basic("ib", INFOBIP_PASSWORD),
+        basic("ctlive", API_PASSWORD),
     ];
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "the log leaks {secret}");
