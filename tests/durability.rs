@@ -240,8 +240,8 @@ async fn a_dead_instances_work_is_taken_over_once() {
     .await;
 }
 
-/// With Redis gone, the webhook answers 503 with `Retry-After` (so Infobip retries) and `/readyz`
-/// answers 503.
+/// With Redis gone, the webhook answers 503 with `Retry-After` (so Infobip retries), so do sends,
+/// and `/readyz` answers 503.
 #[actix_web::test]
 async fn without_redis_the_gateway_answers_503() {
     let ctlive = StandIn::start();
@@ -263,5 +263,8 @@ async fn without_redis_the_gateway_answers_503() {
         "SERVICE_UNAVAILABLE"
     );
     assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let send = serde_json::json!({"destinations": [{"to": {"phoneNumber": "41"}}], "whatsApp": {"text": "x"}});
+    let (status, answer) = app.send(&send).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a send without Redis: {answer}");
     assert!(ctlive.received().is_empty(), "nothing was forwarded");
 }
