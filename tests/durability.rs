@@ -196,6 +196,43 @@ async fn accepted_sends_survive_sigkill_and_arrive_in_order() {
     }
 }
 
+/// Journal entries written before conversations had lanes (fields `c`, `r`, `p` only) are read
+/// as inbound work and passed on after a restart.
+#[actix_web::test]
+async fn journal_entries_of_the_first_format_are_resumed() {
+    let redis = RedisServer::start().await;
+    let (dir, config) = config_dir(CONFIG);
+    let ctlive = StandIn::start();
+    let port = free_port();
+    let journal = format!("imch:journal:{}:{port}", imchannel::gateway::hostname());
+    let event = text_message("491712345678", "first-format", "from an older imchannel");
+    let _: String = redis::cmd("XADD")
+        .arg(&journal)
+        .arg("*")
+        .arg("c")
+        .arg("default/491712345678")
+        .arg("r")
+        .arg("first-format")
+        .arg("p")
+        .arg(event.to_string())
+        .query(&mut redis.connection())
+        .expect("an old-format entry");
+    let env = [
+        ("IMCHANNEL__STORE__REDIS_URL", redis.url()),
+        (
+            "IMCHANNEL__TENANTS__DEFAULT__CTLIVE_URL",
+            ctlive.url("/ctlive"),
+        ),
+        ("IMCHANNEL__SERVER__BIND", format!("127.0.0.1:{port}")),
+    ];
+    let _gateway = GatewayProcess::start(dir.path(), &config, &env, "info").await;
+    eventually("the old entry forwarded", PATIENCE, || {
+        ctlive.taken_events().first().cloned()
+    })
+    .await;
+    assert_eq!(ctlive.taken_events(), [event]);
+}
+
 /// A second instance starting on the same Redis leaves the first one's unfinished work alone
 /// (nothing passed on twice); when the first is killed, the second takes its work over once the
 /// lease ran out and passes it on, in order, exactly once.
@@ -265,6 +302,10 @@ async fn without_redis_the_gateway_answers_503() {
     assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
     let send = serde_json::json!({"destinations": [{"to": {"phoneNumber": "41"}}], "whatsApp": {"text": "x"}});
     let (status, answer) = app.send(&send).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a send without Redis: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a send without Redis: {answer}"
+    );
     assert!(ctlive.received().is_empty(), "nothing was forwarded");
 }

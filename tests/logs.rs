@@ -51,10 +51,19 @@ ctlive_password = "{CTLIVE_PASSWORD}"
 infobip_api_key = "{INFOBIP_KEY}"
 infobip_user = "ib"
 infobip_password = "{INFOBIP_PASSWORD}"
-infobip_base_url = "{}"
+infobip_base_url = "{infobip}"
+[tenants.basic]
+webhook_password = "{WEBHOOK_PASSWORD}"
+api_password = "{API_PASSWORD}"
+ctlive_url = "{}"
+infobip_auth = "basic"
+infobip_user = "ib"
+infobip_password = "{INFOBIP_PASSWORD}"
+infobip_base_url = "{infobip}"
 "#,
             ctlive.url("/ctlive"),
-            ctlive.url("/infobip"),
+            ctlive.url("/ctlive"),
+            infobip = ctlive.url("/infobip"),
         ),
     )
     .expect("config written");
@@ -104,6 +113,12 @@ infobip_base_url = "{}"
             "wrong",
             send.to_string(),
         ),
+        (
+            "/basic/imchannel/omni/1/advanced",
+            "ctlive",
+            API_PASSWORD,
+            send.to_string().replace("log-send", "log-basic-send"),
+        ),
     ] {
         let mut response = client
             .post(format!("{}{path}", gateway.address))
@@ -120,7 +135,8 @@ infobip_base_url = "{}"
         (log.contains("messageId log-retried forwarded")
             && log.contains("messageId log-refused")
             && log.contains("failed for good")
-            && log.contains("messageId log-send response"))
+            && log.contains("messageId log-send response")
+            && log.contains("messageId log-basic-send response"))
         .then_some(())
     })
     .await;
@@ -158,6 +174,11 @@ infobip_base_url = "{}"
             "grep log-send should show {step:?}; it shows:\n{sent}"
         );
     }
+    assert!(
+        story("log-basic-send").contains("with basic auth header"),
+        "{}",
+        story("log-basic-send")
+    );
     let refused = story("log-refused");
     assert!(
         refused.contains("failed for good") && refused.contains("HTTP 401"),

@@ -248,6 +248,95 @@ async fn a_report_waits_for_its_send(store: StoreKind) {
     assert_eq!(ctlive.taken_events()[1], report);
 }
 
+/// A report on a send that Infobip keeps failing (a timeout after it took the message, say) proves
+/// Infobip has it: the send is settled, not retried any more nor reported `REJECTED`, and the
+/// report and the next send go on. The report joins the send's conversation even where its `to`
+/// is written differently.
+async fn a_report_acknowledges_a_send_in_retry(store: StoreKind) {
+    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    infobip.reply_with(|body| {
+        if sent_id(body) == "lost-answer" {
+            Reply::Status(503)
+        } else {
+            Reply::Ok
+        }
+    });
+    let app = gateway(store, &ctlive, &infobip, |s| {
+        s.delivery.initial_backoff_ms = 300;
+        s.delivery.max_backoff_ms = 300;
+    })
+    .await;
+    let phone = "41791212121";
+    app.send(&send_to(phone, "lost-answer", "x")).await;
+    app.send(&send_to(phone, "after-lost-answer", "y")).await;
+    eventually("the send failing at Infobip", PATIENCE, || {
+        (!infobip.received().is_empty()).then_some(())
+    })
+    .await;
+    let report = delivery_report(
+        "0041791212121",
+        "lost-answer",
+        3,
+        "DELIVERED",
+        "DELIVERED_TO_HANDSET",
+    );
+    assert_eq!(
+        app.webhook(&batch(vec![report.clone()])).await.0,
+        StatusCode::OK
+    );
+    eventually("the report forwarded", PATIENCE, || {
+        (ctlive.taken().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(ctlive.taken_events()[0], report);
+    eventually("the next send acknowledged", PATIENCE, || {
+        (infobip.taken().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(sent_id(&infobip.taken()[0]), "after-lost-answer");
+    eventually("nothing pending", PATIENCE, || {
+        (app.gateway.pending_events() == 0).then_some(())
+    })
+    .await;
+    let attempts = infobip
+        .received()
+        .iter()
+        .filter(|r| sent_id(&r.body) == "lost-answer")
+        .count();
+    stays(
+        "no more attempts and no REJECTED report",
+        Duration::from_millis(400),
+        || {
+            infobip
+                .received()
+                .iter()
+                .filter(|r| sent_id(&r.body) == "lost-answer")
+                .count()
+                == attempts
+                && ctlive.received().len() == 1
+        },
+    )
+    .await;
+}
+
+/// The `REJECTED` report imchannel makes counts as that report: Infobip's own copy of it later is
+/// a duplicate, and a PENDING after it is not passed on.
+async fn a_rejected_notice_is_deduplicated_like_a_report(store: StoreKind) {
+    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    infobip.reply_next([Reply::Status(400)]);
+    let app = gateway(store, &ctlive, &infobip, |_| {}).await;
+    let phone = "41791313131";
+    app.send(&send_to(phone, "noticed", "x")).await;
+    eventually("the REJECTED report at CTLive", PATIENCE, || {
+        (ctlive.taken().len() == 1).then_some(())
+    })
+    .await;
+    let copy = delivery_report(phone, "noticed", 5, "REJECTED", "REJECTED_NOT_SENT");
+    let pending = delivery_report(phone, "noticed", 1, "PENDING", "PENDING_ENROUTE");
+    let (_, answer) = app.webhook(&batch(vec![copy, pending])).await;
+    assert_eq!(answer["accepted"], 0, "{answer}");
+}
+
 /// At `conversation.max_backlog`, CTLive's send is answered 429 with `Retry-After`.
 async fn a_full_conversation_answers_429(store: StoreKind) {
     let (ctlive, infobip) = (StandIn::start(), StandIn::start());
@@ -312,5 +401,7 @@ on_both_stores!(
     a_send_out_of_retries_becomes_a_rejected_report,
     a_report_waits_for_its_send,
     a_full_conversation_answers_429,
+    a_report_acknowledges_a_send_in_retry,
+    a_rejected_notice_is_deduplicated_like_a_report,
     sends_are_paced_to_infobip_rps,
 );

@@ -181,9 +181,9 @@ async fn several_destinations_become_one_send_each(store: StoreKind) {
             .expect("each destination sent");
         assert_eq!(got.body["destinations"].as_array().map(Vec::len), Some(1));
         assert_eq!(got.body["destinations"][0]["to"], message["to"]);
-        assert!(
-            got.body.get("bulkId").is_none(),
-            "bulkId named the request CTLive made, not these"
+        assert_eq!(
+            got.body["bulkId"], "bulk-1",
+            "the body CTLive sent, destination aside"
         );
         assert_valid_omni(&got.body);
     }
@@ -262,6 +262,28 @@ async fn a_basic_auth_tenant_sends_with_basic_auth(store: StoreKind) {
         "acme has no scenario: Infobip's default applies"
     );
     assert_valid_omni(&got.body);
+}
+
+/// An empty `scenarioKey` counts as none: the tenant's is used; a `+` before the number is
+/// accepted.
+async fn an_empty_scenario_key_takes_the_tenants(store: StoreKind) {
+    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    let app = gateway(store, &ctlive, &infobip).await;
+    let mut send = send_to("+41793030303", Some("empty-scenario"), json!({"text": "x"}));
+    send["scenarioKey"] = json!("");
+    let (status, answer) = app.send(&send).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["messages"][0]["to"]["phoneNumber"], "41793030303");
+    eventually("the send at Infobip", PATIENCE, || {
+        infobip.taken().first().cloned()
+    })
+    .await;
+    let got = &infobip.taken()[0];
+    assert_eq!(got["scenarioKey"], DEFAULT_SCENARIO);
+    assert_eq!(
+        got["destinations"][0]["to"]["phoneNumber"], "+41793030303",
+        "the number as CTLive wrote it"
+    );
 }
 
 /// Each bad send gets its 4xx with a JSON error saying what is wrong; nothing reaches Infobip.
@@ -357,4 +379,5 @@ on_both_stores!(
     a_resend_is_answered_and_not_sent_twice,
     a_basic_auth_tenant_sends_with_basic_auth,
     bad_sends_are_refused_and_nothing_is_sent,
+    an_empty_scenario_key_takes_the_tenants,
 );

@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 use log::{info, warn};
 
 use crate::ports::{
-    ConversationKey, DeliveryFailure, Envelope, Lane, Notice, RetryHint, Sink, Sinks, Store,
-    StoreError,
+    Candidate, ConversationKey, DeliveryFailure, Envelope, Lane, Receipt, RetryHint, Sink, Sinks,
+    Store, StoreError,
 };
 use crate::retry::RetryPolicy;
 
@@ -66,11 +66,20 @@ impl Load {
 /// One lane of a conversation: its ordered queue and the state of its head.
 struct LaneState {
     queue: VecDeque<Envelope>,
-    /// The head is with the sink, or waiting for its retry.
+    /// The head is with the sink, waiting for its retry, or being replaced by its notice.
     busy: bool,
+    /// The timer of the head's next attempt, while it waits for it.
+    retry_timer: Option<SpawnHandle>,
     /// Failed attempts at the head so far.
     failures: u32,
     sink: Rc<dyn Sink>,
+}
+
+impl LaneState {
+    /// Whether the head is with its sink right now (not waiting for a retry).
+    fn in_flight(&self) -> bool {
+        self.busy && self.retry_timer.is_none()
+    }
 }
 
 /// The actor of one conversation: an inbound and an outbound lane, each passed on in order.
@@ -93,6 +102,7 @@ impl Conversation {
         let lane = |lane: Lane| LaneState {
             queue: VecDeque::new(),
             busy: false,
+            retry_timer: None,
             failures: 0,
             sink: sinks.of(lane).clone(),
         };
@@ -109,23 +119,31 @@ impl Conversation {
         &mut self.lanes[lane.index()]
     }
 
-    /// Hands the head of `lane` to its sink, unless it is already there or must wait for work
-    /// of the other lane it depends on.
+    /// Hands the head of `lane` to its sink, unless it is already there. A head that waits for
+    /// work of the other lane (a report on a send) takes that work as acknowledged, unless it is
+    /// with its sink right now: then the head waits for that attempt to end.
     fn pump(&mut self, lane: Lane, ctx: &mut Context<Self>) {
         let state = &self.lanes[lane.index()];
         let Some(head) = state.queue.front().filter(|_| !state.busy) else {
             return;
         };
-        let other = &self.lanes[lane.other().index()];
-        if let Some(after) = &head.after {
-            if other
+        if let Some(after) = head.after.clone() {
+            let other = &self.lanes[lane.other().index()];
+            if let Some(position) = other
                 .queue
                 .iter()
-                .any(|envelope| &envelope.reference == after)
+                .position(|envelope| envelope.reference == after)
             {
-                return;
+                if position == 0 && other.in_flight() {
+                    return;
+                }
+                self.acknowledge(lane.other(), position, ctx);
             }
         }
+        let state = &self.lanes[lane.index()];
+        let Some(head) = state.queue.front() else {
+            return;
+        };
         let delivery = state.sink.deliver(head);
         self.lane(lane).busy = true;
         ctx.spawn(
@@ -135,6 +153,34 @@ impl Conversation {
         );
     }
 
+    /// Settles the work at `position` of `lane` as taken: work in the other lane (a report on it)
+    /// proves its receiver has it, whatever its own attempts said.
+    fn acknowledge(&mut self, lane: Lane, position: usize, ctx: &mut Context<Self>) {
+        let state = self.lane(lane);
+        if position == 0 {
+            if let Some(timer) = state.retry_timer.take() {
+                ctx.cancel_future(timer);
+            }
+            state.busy = false;
+            state.failures = 0;
+        }
+        let Some(settled) = state.queue.remove(position) else {
+            return;
+        };
+        let sink = state.sink.name();
+        info!(
+            "[IMCHANNEL] [{sink}] messageId {} conversation {} acknowledged by a report on it",
+            settled.reference, self.key
+        );
+        self.load.remove(1);
+        record(
+            sink,
+            settled.reference,
+            self.store.complete(settled.receipt),
+        );
+        self.pump(lane, ctx);
+    }
+
     /// Acts on the sink's answer for the head of `lane`.
     fn settle(
         &mut self,
@@ -142,87 +188,118 @@ impl Conversation {
         outcome: Result<(), DeliveryFailure>,
         ctx: &mut Context<Self>,
     ) {
-        let state = &mut self.lanes[lane.index()];
+        let state = &self.lanes[lane.index()];
         let Some(head) = state.queue.front() else {
-            state.busy = false;
+            self.lane(lane).busy = false;
             return;
         };
+        let reported = self.lanes[lane.other().index()]
+            .queue
+            .front()
+            .is_some_and(|waiting| waiting.after.as_ref() == Some(&head.reference));
         let failure = match outcome {
-            Ok(()) => {
-                let completion = self.store.complete(head.receipt.clone());
-                self.move_on(lane, completion, ctx);
-                return;
-            }
-            Err(failure) => failure,
+            Ok(()) => None,
+            // A report on it is waiting: the receiver has it, whatever this attempt said.
+            Err(_) if reported => None,
+            Err(failure) => Some(failure),
         };
-        state.failures += 1;
+        let Some(failure) = failure else {
+            let completion = self.store.complete(head.receipt.clone());
+            self.move_on(lane, completion, ctx);
+            return;
+        };
+        let failures = state.failures + 1;
+        self.lane(lane).failures = failures;
+        let state = &self.lanes[lane.index()];
+        let Some(head) = state.queue.front() else {
+            return;
+        };
         let retry_in = match failure.retry {
             RetryHint::Later { not_before } => {
-                self.retry
-                    .next_attempt(state.failures, not_before, head.age())
+                self.retry.next_attempt(failures, not_before, head.age())
             }
             RetryHint::Never => None,
         };
+        let sink = state.sink.name();
         if let Some(delay) = retry_in {
             info!(
-                "[IMCHANNEL] [{}] messageId {} conversation {} attempt {} failed: {}; retrying in {} ms",
-                state.sink.name(),
+                "[IMCHANNEL] [{sink}] messageId {} conversation {} attempt {failures} failed: {}; retrying in {} ms",
                 head.reference,
                 self.key,
-                state.failures,
                 failure.reason,
                 delay.as_millis()
             );
-            ctx.run_later(delay, move |act, ctx| {
-                act.lane(lane).busy = false;
+            let timer = ctx.run_later(delay, move |act, ctx| {
+                let state = act.lane(lane);
+                state.retry_timer = None;
+                state.busy = false;
                 act.pump(lane, ctx);
             });
+            self.lane(lane).retry_timer = Some(timer);
             return;
         }
-        let head = head.clone();
-        let sink = state.sink.name();
         let Some(notice) = failure.notice else {
             warn!(
-                "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {} attempts: {}; moved to the dead letters",
-                head.reference, self.key, state.failures, failure.reason
+                "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {failures} attempts: {}; moved to the dead letters",
+                head.reference, self.key, failure.reason
             );
-            let parking = self.store.dead_letter(head, failure.reason);
+            let parking = self.store.dead_letter(head.clone(), failure.reason);
             self.move_on(lane, parking, ctx);
             return;
         };
         warn!(
-            "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {} attempts: {}; the failure is passed on {}",
-            head.reference, self.key, state.failures, failure.reason, lane.other().code()
+            "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {failures} attempts: {}; the failure is passed on {}",
+            head.reference,
+            self.key,
+            failure.reason,
+            lane.other().code()
         );
-        let notice = Notice {
+        let notice = Candidate {
+            dedup_key: notice.dedup_key,
+            rank: notice.rank,
             conversation: self.key.clone(),
             lane: lane.other(),
+            after: None,
             reference: head.reference.clone(),
-            payload: notice,
+            payload: notice.payload,
         };
-        // The notice counts as pending from now, so the actor is not retired before it queues.
-        self.load.add(1);
-        let replacing = self.store.replace(head.receipt.clone(), notice);
-        ctx.spawn(replacing.into_actor(self).map(move |replaced, act, ctx| match replaced {
-            Ok(notice) => {
-                let lane = notice.lane;
-                act.lane(lane).queue.push_back(notice);
-                act.pump(lane, ctx);
-            }
-            Err(error) => {
-                warn!(
-                    "[IMCHANNEL] [{sink}] messageId {} the store did not take the notice of its failure ({error}): it stays unfinished and is tried again after a restart",
-                    head.reference
-                );
-                act.load.remove(1);
-            }
-        }));
-        self.move_on(lane, Box::pin(futures::future::ready(Ok(()))), ctx);
+        self.give_notice(lane, head.receipt.clone(), notice, 1, ctx);
     }
 
-    /// Drops the head of `lane`, records its fate in the store in the background (detached from
-    /// the actor, so that retiring the actor cannot cut it short), and starts what may go next in
-    /// both lanes (the other lane may have waited for this head).
+    /// Replaces the head of `lane`, which failed for good, by `notice` in the store, and moves on
+    /// once the store took it; the head stays (and keeps the conversation alive) until then.
+    fn give_notice(
+        &mut self,
+        lane: Lane,
+        failed: Receipt,
+        notice: Candidate,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let replacing = self.store.replace(failed.clone(), notice.clone());
+        ctx.spawn(replacing.into_actor(self).map(move |replaced, act, ctx| match replaced {
+            Ok(envelope) => {
+                if let Some(envelope) = envelope {
+                    act.load.add(1);
+                    act.lane(envelope.lane).queue.push_back(envelope);
+                }
+                act.move_on(lane, Box::pin(futures::future::ready(Ok(()))), ctx);
+            }
+            Err(error) => {
+                let delay = act.retry.delay(attempt, None);
+                warn!(
+                    "[IMCHANNEL] [{}] messageId {} the store did not take the notice of its failure ({error}); trying again in {} ms",
+                    act.lanes[lane.index()].sink.name(),
+                    notice.reference,
+                    delay.as_millis()
+                );
+                ctx.run_later(delay, move |act, ctx| act.give_notice(lane, failed, notice, attempt + 1, ctx));
+            }
+        }));
+    }
+
+    /// Drops the head of `lane`, records its fate in the store in the background, and starts
+    /// what may go next in both lanes (the other lane may have waited for this head).
     fn move_on(
         &mut self,
         lane: Lane,
@@ -239,16 +316,26 @@ impl Conversation {
         state.failures = 0;
         let sink = state.sink.name();
         self.load.remove(1);
-        actix::spawn(async move {
-            if let Err(error) = bookkeeping.await {
-                warn!(
-                    "[IMCHANNEL] [{sink}] messageId {reference} is settled but the store did not record it ({error}): it may be passed on again after a restart"
-                );
-            }
-        });
+        record(sink, reference, bookkeeping);
         self.pump(lane, ctx);
         self.pump(lane.other(), ctx);
     }
+}
+
+/// Runs the store's record of a settled envelope detached from the actor, so that retiring the
+/// actor cannot cut it short; a failure is logged.
+fn record(
+    sink: &'static str,
+    reference: String,
+    bookkeeping: BoxFuture<'static, Result<(), StoreError>>,
+) {
+    actix::spawn(async move {
+        if let Err(error) = bookkeeping.await {
+            warn!(
+                "[IMCHANNEL] [{sink}] messageId {reference} is settled but the store did not record it ({error}): it may be passed on again after a restart"
+            );
+        }
+    });
 }
 
 impl Actor for Conversation {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::ports::{Candidate, Store, StoreError, Verdict};
+use crate::ports::{recall_key, Candidate, Store, StoreError, Verdict};
 use crate::registry::{Refusal, Registry};
 
 /// What became of one candidate of a submitted batch.
@@ -55,7 +55,8 @@ impl Intake {
             .unwrap_or(Err(IntakeError::Refused(Refusal::Stopped)))
     }
 
-    async fn submit_here(&self, batch: Vec<Candidate>) -> Result<Vec<Outcome>, IntakeError> {
+    async fn submit_here(&self, mut batch: Vec<Candidate>) -> Result<Vec<Outcome>, IntakeError> {
+        self.join_remembered_conversations(&mut batch).await?;
         let admission = self
             .registry
             .reserve(batch.iter().map(|candidate| candidate.conversation.clone()))
@@ -75,6 +76,36 @@ impl Intake {
             .collect();
         self.registry.deliver(admission, accepted);
         Ok(outcomes)
+    }
+
+    /// Moves each candidate that waits for outbound work (`after`) into the conversation that
+    /// work was accepted in, where the store remembers it.
+    async fn join_remembered_conversations(
+        &self,
+        batch: &mut [Candidate],
+    ) -> Result<(), StoreError> {
+        let waiting: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].after.is_some())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let keys = waiting
+            .iter()
+            .map(|&i| {
+                recall_key(
+                    &batch[i].conversation.tenant,
+                    batch[i].after.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let remembered = self.store.recall(keys).await?;
+        for (index, conversation) in waiting.into_iter().zip(remembered) {
+            if let Some(conversation) = conversation {
+                batch[index].conversation = conversation;
+            }
+        }
+        Ok(())
     }
 
     /// The registry this intake feeds.

@@ -130,18 +130,23 @@ pub struct Candidate {
     pub payload: Bytes,
 }
 
-/// Work that replaces an envelope which failed for good: a notice of the failure, passed on in
-/// the other lane (a failed send becomes a report to the host).
+/// What replaces an envelope that failed for good: a notice of the failure, passed on in the other
+/// lane of its conversation (a failed send becomes a report to the host). It is deduplicated and
+/// ranked like any candidate, so that the same report arriving from elsewhere is not passed twice.
 #[derive(Clone, Debug)]
 pub struct Notice {
-    /// The conversation it belongs to.
-    pub conversation: ConversationKey,
-    /// The lane it is passed on in.
-    pub lane: Lane,
-    /// The id a person greps the logs for (the failed envelope's).
-    pub reference: String,
+    /// Identity for deduplication.
+    pub dedup_key: String,
+    /// Where it stands in its subject's progression.
+    pub rank: Option<Rank>,
     /// The bytes the sink passes on.
     pub payload: Bytes,
+}
+
+/// The key under which the conversation of outbound work is remembered, so that work in the
+/// other lane that names it (a report on a send) joins the same conversation.
+pub fn recall_key(tenant: &str, reference: &str) -> String {
+    format!("{tenant}:{reference}")
 }
 
 /// Where an accepted envelope sits in the store, so that it can be completed later.
@@ -207,12 +212,19 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets an envelope that was passed on.
     fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Replaces an envelope that failed for good by its notice, in one atomic step: the notice
-    /// is durable before the envelope is forgotten.
+    /// is checked and marked like a candidate of [`accept`](Self::accept) and made durable before
+    /// the envelope is forgotten; `None` when the notice is a duplicate or superseded.
     fn replace(
         &self,
         failed: Receipt,
-        notice: Notice,
-    ) -> BoxFuture<'static, Result<Envelope, StoreError>>;
+        notice: Candidate,
+    ) -> BoxFuture<'static, Result<Option<Envelope>, StoreError>>;
+    /// The remembered conversations of outbound work, by [`recall_key`]; `None` where unknown.
+    /// [`accept`](Self::accept) remembers the conversation of every outbound candidate.
+    fn recall(
+        &self,
+        keys: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<Option<ConversationKey>>, StoreError>>;
     /// Moves an envelope that failed for good to the dead letters, with the reason.
     fn dead_letter(
         &self,
@@ -252,7 +264,7 @@ pub struct DeliveryFailure {
     pub retry: RetryHint,
     /// What to pass on in the other lane should this failure be the last (no retry left), in
     /// place of a dead letter.
-    pub notice: Option<Bytes>,
+    pub notice: Option<Notice>,
 }
 
 impl DeliveryFailure {
@@ -275,7 +287,7 @@ impl DeliveryFailure {
     }
 
     /// The same failure, with the notice to pass on should it be the last.
-    pub fn with_notice(self, notice: Bytes) -> Self {
+    pub fn with_notice(self, notice: Notice) -> Self {
         Self {
             notice: Some(notice),
             ..self

@@ -89,13 +89,16 @@ impl Sink for InfobipSender {
 
     fn deliver(&self, envelope: &Envelope) -> LocalBoxFuture<'static, Result<(), DeliveryFailure>> {
         let reference = envelope.reference.clone();
-        let (message_id, destination, sent_at) = (
-            reference.clone(),
-            envelope.conversation.peer.clone(),
-            envelope.accepted_at,
-        );
+        let conversation = envelope.conversation.clone();
+        let (message_id, sent_at) = (reference.clone(), envelope.accepted_at);
         let notice = move |rejection: Rejection<'_>| {
-            rejected_report(&message_id, &destination, sent_at, &rejection)
+            rejected_report(
+                &conversation.tenant,
+                &message_id,
+                &conversation.peer,
+                sent_at,
+                &rejection,
+            )
         };
         let tenant = &envelope.conversation.tenant;
         let Some(target) = self.targets.get(tenant) else {

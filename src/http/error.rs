@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The store did not answer: the caller should retry later.
     #[error("the store is unavailable; retry later")]
     StoreUnavailable,
+    /// The gateway is shutting down: the caller should retry (elsewhere, or later).
+    #[error("the gateway is stopping; retry later")]
+    Stopping,
 }
 
 impl From<IntakeError> for ApiError {
@@ -75,7 +78,7 @@ impl ApiError {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::NotFound(_) => "NOT_FOUND",
             Self::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            Self::Overloaded(_) | Self::StoreUnavailable => "SERVICE_UNAVAILABLE",
+            Self::Overloaded(_) | Self::StoreUnavailable | Self::Stopping => "SERVICE_UNAVAILABLE",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
         }
     }
@@ -88,7 +91,9 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Overloaded(_) | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) | Self::StoreUnavailable | Self::Stopping => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -103,7 +108,10 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Basic realm=\"imchannel\""),
                 ));
             }
-            Self::Overloaded(_) | Self::StoreUnavailable | Self::TooManyRequests(_) => {
+            Self::Overloaded(_)
+            | Self::StoreUnavailable
+            | Self::Stopping
+            | Self::TooManyRequests(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs()));
             }
             _ => {}

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use imchannel_actors::ports::{Candidate, ConversationKey, Lane};
+use imchannel_actors::ports::{Candidate, ConversationKey, Lane, Notice};
+
+use super::webhook::EventKind;
 use serde_json::{json, Map, Value};
 
 /// The longest WhatsApp text, in characters.
@@ -62,15 +64,16 @@ pub fn parse_send(body: &[u8], default_scenario: &str) -> Result<Vec<Send>, Stri
     let Value::Object(mut send) = value else {
         return Err("body: expected a JSON object".into());
     };
-    match send.get("scenarioKey") {
-        None | Some(Value::Null) => {
-            send.remove("scenarioKey");
-            if !default_scenario.is_empty() {
-                send.insert("scenarioKey".into(), default_scenario.into());
-            }
+    let no_scenario = match send.get("scenarioKey") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(key)) => key.trim().is_empty(),
+        Some(_) => return Err("scenarioKey: expected a string".into()),
+    };
+    if no_scenario {
+        send.remove("scenarioKey");
+        if !default_scenario.is_empty() {
+            send.insert("scenarioKey".into(), default_scenario.into());
         }
-        Some(Value::String(key)) if !key.trim().is_empty() => {}
-        Some(_) => return Err("scenarioKey: expected a non-empty string".into()),
     }
     check_whatsapp(send.get("whatsApp"))?;
     if let Some(sms) = send.get("sms") {
@@ -85,10 +88,6 @@ pub fn parse_send(body: &[u8], default_scenario: &str) -> Result<Vec<Send>, Stri
         Some(_) => return Err("destinations: expected a list".into()),
         None => return Err("destinations: missing".into()),
     };
-    if destinations.len() > 1 {
-        // bulkId names one request to Infobip; each destination becomes a request of its own.
-        send.remove("bulkId");
-    }
     let mut seen = HashSet::new();
     destinations
         .into_iter()
@@ -116,15 +115,19 @@ fn split(send: &Map<String, Value>, index: usize, destination: Value) -> Result<
         .get("to")
         .and_then(|to| to.get("phoneNumber"))
         .ok_or_else(|| format!("{at}.to.phoneNumber: missing"))?;
+    // The conversation is keyed without a leading `+`; the body keeps the number as sent.
     let phone = phone
         .as_str()
+        .map(|number| number.strip_prefix('+').unwrap_or(number))
         .filter(|number| {
             !number.is_empty()
                 && number.len() <= MAX_PHONE_DIGITS
                 && number.bytes().all(|b| b.is_ascii_digit())
         })
         .ok_or_else(|| {
-            format!("{at}.to.phoneNumber: expected 1 to {MAX_PHONE_DIGITS} digits, got {phone}")
+            format!(
+                "{at}.to.phoneNumber: expected 1 to {MAX_PHONE_DIGITS} digits after an optional +, got {phone}"
+            )
         })?
         .to_owned();
     let message_id = match destination.get("messageId") {
@@ -249,15 +252,18 @@ pub struct Rejection<'a> {
     pub description: &'a str,
 }
 
-/// The delivery report (group `REJECTED`) that reaches CTLive for a send that failed for good.
+/// The delivery report (group `REJECTED`) that reaches CTLive for `tenant`'s send that failed
+/// for good, with the identity of a report Infobip could send about it too.
 pub fn rejected_report(
+    tenant: &str,
     message_id: &str,
     destination: &str,
     sent_at: SystemTime,
     rejection: &Rejection<'_>,
-) -> Bytes {
+) -> Notice {
     let (status_id, status_name) = rejection.status.unwrap_or((0, "REJECTED_NOT_SENT"));
-    json!({
+    let (dedup_key, rank) = EventKind::final_delivery(status_name).identity(tenant, message_id);
+    let payload = json!({
         "bulkId": "",
         "messageId": message_id,
         "to": destination,
@@ -281,7 +287,12 @@ pub fn rejected_report(
         },
     })
     .to_string()
-    .into()
+    .into();
+    Notice {
+        dedup_key,
+        rank,
+        payload,
+    }
 }
 
 /// A time as Infobip writes it: `2019-04-09T16:01:56.494+0000`.
@@ -345,6 +356,9 @@ mod tests {
         );
         assert_eq!(second["scenarioKey"], "SCEN");
         assert_eq!(second["extra"], 1);
-        assert!(second.get("bulkId").is_none(), "bulkId names one request");
+        assert_eq!(
+            second["bulkId"], "b",
+            "the body CTLive sent, destination aside"
+        );
     }
 }

@@ -77,26 +77,43 @@ pub struct Event {
     pub raw: Bytes,
 }
 
+impl EventKind {
+    /// A final delivery report with status `name` (as imchannel writes for a failed send).
+    pub fn final_delivery(name: &str) -> Self {
+        EventKind::Delivery {
+            status: name.to_owned(),
+            rank: RANK_FINAL,
+        }
+    }
+
+    /// The dedup key and status rank of an event of this kind about `message_id` for `tenant`:
+    /// the same for a report from Infobip and for one imchannel makes itself.
+    pub fn identity(&self, tenant: &str, message_id: &str) -> (String, Option<Rank>) {
+        let (dedup_key, rank) = match self {
+            EventKind::Inbound => (format!("{tenant}:in:{message_id}"), None),
+            EventKind::Delivery { status, rank } => {
+                (format!("{tenant}:dr:{message_id}:{status}"), Some(*rank))
+            }
+            EventKind::Seen => (format!("{tenant}:seen:{message_id}"), Some(RANK_SEEN)),
+        };
+        let rank = rank.map(|value| Rank {
+            subject: format!("{tenant}:{message_id}"),
+            value,
+        });
+        (dedup_key, rank)
+    }
+}
+
 impl Event {
     /// The store candidate of this event for `tenant`: its dedup key, status rank and
     /// conversation.
     pub fn into_candidate(self, tenant: &str) -> Candidate {
-        let id = &self.message_id;
-        let (dedup_key, rank) = match &self.kind {
-            EventKind::Inbound => (format!("{tenant}:in:{id}"), None),
-            EventKind::Delivery { status, rank } => {
-                (format!("{tenant}:dr:{id}:{status}"), Some(*rank))
-            }
-            EventKind::Seen => (format!("{tenant}:seen:{id}"), Some(RANK_SEEN)),
-        };
+        let (dedup_key, rank) = self.kind.identity(tenant, &self.message_id);
         // A report waits for the send it reports on, should that send still be on its way.
         let after = (self.kind != EventKind::Inbound).then(|| self.message_id.clone());
         Candidate {
             dedup_key,
-            rank: rank.map(|value| Rank {
-                subject: format!("{tenant}:{id}"),
-                value,
-            }),
+            rank,
             conversation: ConversationKey::new(tenant, self.customer),
             lane: Lane::Inbound,
             after,

@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::{self, BoxFuture, FutureExt};
-use imchannel_actors::ports::{Candidate, Envelope, Notice, Receipt, Store, StoreError, Verdict};
+use imchannel_actors::ports::{
+    recall_key, Candidate, ConversationKey, Envelope, Lane, Receipt, Store, StoreError, Verdict,
+};
 use log::warn;
 
 use super::{dead_letter_json, MAX_DEAD_LETTERS};
@@ -26,6 +28,8 @@ struct State {
     marks: HashMap<String, Instant>,
     /// Highest rank accepted per subject, and when it expires.
     ranks: HashMap<String, (u8, Instant)>,
+    /// The conversation of outbound work by recall key, and when it is forgotten.
+    memos: HashMap<String, (ConversationKey, Instant)>,
     next_receipt: u64,
     accepts: u64,
     dead_letters: VecDeque<String>,
@@ -40,6 +44,21 @@ impl MemoryStore {
         }
     }
 
+    /// Judges a batch under one lock: atomic, like the Redis script.
+    fn judge_all(&self, batch: Vec<Candidate>) -> Vec<Verdict> {
+        let now = Instant::now();
+        let expires = now + self.dedup_ttl;
+        let mut state = self.state();
+        state.accepts += 1;
+        if state.accepts.is_multiple_of(SWEEP_EVERY) {
+            state.sweep(now);
+        }
+        batch
+            .into_iter()
+            .map(|candidate| state.judge(candidate, now, expires))
+            .collect()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // No code path panics while holding the lock, and the state stays consistent if one did.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -50,6 +69,7 @@ impl State {
     fn sweep(&mut self, now: Instant) {
         self.marks.retain(|_, expires| *expires > now);
         self.ranks.retain(|_, (_, expires)| *expires > now);
+        self.memos.retain(|_, (_, expires)| *expires > now);
     }
 
     fn judge(&mut self, candidate: Candidate, now: Instant, expires: Instant) -> Verdict {
@@ -74,6 +94,11 @@ impl State {
                 self.ranks.insert(rank.subject, (rank.value, expires));
             }
         }
+        if candidate.lane == Lane::Outbound {
+            let key = recall_key(&candidate.conversation.tenant, &candidate.reference);
+            self.memos
+                .insert(key, (candidate.conversation.clone(), expires));
+        }
         Verdict::Accepted(Envelope {
             receipt: self.next_receipt(),
             conversation: candidate.conversation,
@@ -96,18 +121,7 @@ impl Store for MemoryStore {
         &self,
         batch: Vec<Candidate>,
     ) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
-        let now = Instant::now();
-        let expires = now + self.dedup_ttl;
-        let mut state = self.state();
-        state.accepts += 1;
-        if state.accepts.is_multiple_of(SWEEP_EVERY) {
-            state.sweep(now);
-        }
-        let verdicts = batch
-            .into_iter()
-            .map(|candidate| state.judge(candidate, now, expires))
-            .collect();
-        future::ready(Ok(verdicts)).boxed()
+        future::ready(Ok(self.judge_all(batch))).boxed()
     }
 
     fn complete(&self, _: Receipt) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -117,18 +131,32 @@ impl Store for MemoryStore {
     fn replace(
         &self,
         _: Receipt,
-        notice: Notice,
-    ) -> BoxFuture<'static, Result<Envelope, StoreError>> {
-        let envelope = Envelope {
-            receipt: self.state().next_receipt(),
-            conversation: notice.conversation,
-            lane: notice.lane,
-            after: None,
-            reference: notice.reference,
-            payload: notice.payload,
-            accepted_at: SystemTime::now(),
+        notice: Candidate,
+    ) -> BoxFuture<'static, Result<Option<Envelope>, StoreError>> {
+        let envelope = match self.judge_all(vec![notice]).pop() {
+            Some(Verdict::Accepted(envelope)) => Some(envelope),
+            _ => None,
         };
         future::ready(Ok(envelope)).boxed()
+    }
+
+    fn recall(
+        &self,
+        keys: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<Option<ConversationKey>>, StoreError>> {
+        let now = Instant::now();
+        let state = self.state();
+        let remembered = keys
+            .iter()
+            .map(|key| {
+                state
+                    .memos
+                    .get(key)
+                    .filter(|(_, until)| *until > now)
+                    .map(|(conversation, _)| conversation.clone())
+            })
+            .collect();
+        future::ready(Ok(remembered)).boxed()
     }
 
     fn dead_letter(

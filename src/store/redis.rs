@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use futures::future::{BoxFuture, FutureExt};
 use imchannel_actors::ports::{
-    Candidate, ConversationKey, Envelope, Lane, Notice, Receipt, Store, StoreError, Verdict,
+    recall_key, Candidate, ConversationKey, Envelope, Lane, Receipt, Store, StoreError, Verdict,
 };
 use log::{info, warn};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -45,7 +45,6 @@ pub struct RedisStore {
     dedup_ttl_secs: u64,
     accept: Script,
     settle: Script,
-    replace: Script,
     tender: Tender,
 }
 
@@ -63,6 +62,11 @@ impl Keys {
 
     fn rank(&self, subject: &str) -> String {
         format!("{}:rank:{subject}", self.prefix)
+    }
+
+    /// Where the conversation of outbound work is remembered.
+    fn memo(&self, recall_key: &str) -> String {
+        format!("{}:conv:{recall_key}", self.prefix)
     }
 
     /// This instance's journal.
@@ -162,9 +166,85 @@ impl RedisStore {
             dedup_ttl_secs: settings.dedup_ttl_secs,
             accept: Script::new(include_str!("accept.lua")),
             settle: Script::new(include_str!("settle.lua")),
-            replace: Script::new(include_str!("replace.lua")),
             tender,
         })
+    }
+}
+
+impl RedisStore {
+    /// Runs accept.lua for `batch`, settling `settled` in the same atomic step.
+    fn accepting(
+        &self,
+        batch: Vec<Candidate>,
+        settled: Option<Receipt>,
+    ) -> impl std::future::Future<Output = Result<Vec<Verdict>, StoreError>> + Send + 'static {
+        let mut hot = self.hot.clone();
+        let script = self.accept.clone();
+        let keys = self.keys.clone();
+        let ttl = self.dedup_ttl_secs;
+        async move {
+            let journal = keys.journal();
+            let (settled_journal, settled_entry) = match &settled {
+                Some(receipt) => journal_entry(receipt)?,
+                None => (journal.as_str(), ""),
+            };
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(&journal)
+                .key(settled_journal)
+                .arg(ttl)
+                .arg(settled_entry);
+            for candidate in &batch {
+                let (rank_key, rank) = candidate.rank.as_ref().map_or((String::new(), 0), |rank| {
+                    (keys.rank(&rank.subject), rank.value)
+                });
+                let memo = match candidate.lane {
+                    Lane::Outbound => keys.memo(&recall_key(
+                        &candidate.conversation.tenant,
+                        &candidate.reference,
+                    )),
+                    Lane::Inbound => String::new(),
+                };
+                invocation
+                    .arg(keys.dedup(&candidate.dedup_key))
+                    .arg(rank_key)
+                    .arg(rank)
+                    .arg(candidate.conversation.encode())
+                    .arg(&candidate.reference)
+                    .arg(candidate.payload.as_ref())
+                    .arg(candidate.lane.code())
+                    .arg(candidate.after.as_deref().unwrap_or_default())
+                    .arg(memo);
+            }
+            let entries: Vec<String> = invocation
+                .invoke_async(&mut hot)
+                .await
+                .map_err(unavailable)?;
+            if entries.len() != batch.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "accept returned {} verdicts for {} candidates",
+                    entries.len(),
+                    batch.len()
+                )));
+            }
+            Ok(batch
+                .into_iter()
+                .zip(entries)
+                .map(|(candidate, entry)| match entry.as_str() {
+                    "" => Verdict::Duplicate,
+                    "-" => Verdict::Superseded,
+                    _ => Verdict::Accepted(Envelope {
+                        accepted_at: accepted_at(&entry),
+                        receipt: receipt(&journal, &entry),
+                        conversation: candidate.conversation,
+                        lane: candidate.lane,
+                        after: candidate.after,
+                        reference: candidate.reference,
+                        payload: candidate.payload,
+                    }),
+                })
+                .collect())
+        }
     }
 }
 
@@ -205,58 +285,7 @@ impl Store for RedisStore {
         &self,
         batch: Vec<Candidate>,
     ) -> BoxFuture<'static, Result<Vec<Verdict>, StoreError>> {
-        let mut hot = self.hot.clone();
-        let script = self.accept.clone();
-        let keys = self.keys.clone();
-        let ttl = self.dedup_ttl_secs;
-        async move {
-            let journal = keys.journal();
-            let mut invocation = script.prepare_invoke();
-            invocation.key(&journal).arg(ttl);
-            for candidate in &batch {
-                let (rank_key, rank) = candidate.rank.as_ref().map_or((String::new(), 0), |rank| {
-                    (keys.rank(&rank.subject), rank.value)
-                });
-                invocation
-                    .arg(keys.dedup(&candidate.dedup_key))
-                    .arg(rank_key)
-                    .arg(rank)
-                    .arg(candidate.conversation.encode())
-                    .arg(&candidate.reference)
-                    .arg(candidate.payload.as_ref())
-                    .arg(candidate.lane.code())
-                    .arg(candidate.after.as_deref().unwrap_or_default());
-            }
-            let entries: Vec<String> = invocation
-                .invoke_async(&mut hot)
-                .await
-                .map_err(unavailable)?;
-            if entries.len() != batch.len() {
-                return Err(StoreError::Corrupt(format!(
-                    "accept returned {} verdicts for {} candidates",
-                    entries.len(),
-                    batch.len()
-                )));
-            }
-            Ok(batch
-                .into_iter()
-                .zip(entries)
-                .map(|(candidate, entry)| match entry.as_str() {
-                    "" => Verdict::Duplicate,
-                    "-" => Verdict::Superseded,
-                    _ => Verdict::Accepted(Envelope {
-                        accepted_at: accepted_at(&entry),
-                        receipt: receipt(&journal, &entry),
-                        conversation: candidate.conversation,
-                        lane: candidate.lane,
-                        after: candidate.after,
-                        reference: candidate.reference,
-                        payload: candidate.payload,
-                    }),
-                })
-                .collect())
-        }
-        .boxed()
+        self.accepting(batch, None).boxed()
     }
 
     fn complete(&self, receipt: Receipt) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -277,33 +306,34 @@ impl Store for RedisStore {
     fn replace(
         &self,
         failed: Receipt,
-        notice: Notice,
-    ) -> BoxFuture<'static, Result<Envelope, StoreError>> {
-        let mut hot = self.hot.clone();
-        let script = self.replace.clone();
-        let journal = self.keys.journal();
+        notice: Candidate,
+    ) -> BoxFuture<'static, Result<Option<Envelope>, StoreError>> {
+        let accepting = self.accepting(vec![notice], Some(failed));
         async move {
-            let (failed_journal, failed_entry) = journal_entry(&failed)?;
-            let entry: String = script
-                .key(&journal)
-                .key(failed_journal)
-                .arg(failed_entry)
-                .arg(notice.conversation.encode())
-                .arg(&notice.reference)
-                .arg(notice.payload.as_ref())
-                .arg(notice.lane.code())
-                .invoke_async(&mut hot)
+            Ok(match accepting.await?.pop() {
+                Some(Verdict::Accepted(envelope)) => Some(envelope),
+                _ => None,
+            })
+        }
+        .boxed()
+    }
+
+    fn recall(
+        &self,
+        keys: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<Option<ConversationKey>>, StoreError>> {
+        let mut hot = self.hot.clone();
+        let memos: Vec<String> = keys.iter().map(|key| self.keys.memo(key)).collect();
+        async move {
+            let remembered: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&memos)
+                .query_async(&mut hot)
                 .await
                 .map_err(unavailable)?;
-            Ok(Envelope {
-                accepted_at: accepted_at(&entry),
-                receipt: receipt(&journal, &entry),
-                conversation: notice.conversation,
-                lane: notice.lane,
-                after: None,
-                reference: notice.reference,
-                payload: notice.payload,
-            })
+            Ok(remembered
+                .into_iter()
+                .map(|encoded| encoded.and_then(|encoded| ConversationKey::decode(&encoded)))
+                .collect())
         }
         .boxed()
     }
@@ -447,11 +477,12 @@ fn journal_envelope(journal: &str, entry: StreamId) -> Result<Envelope, StoreErr
         .ok_or_else(|| corrupt("unreadable conversation"))?;
     let reference = String::from_utf8_lossy(&field("r")?).into_owned();
     let payload = field("p")?.into();
-    let lane = String::from_utf8(field("l")?)
-        .ok()
-        .and_then(|code| Lane::from_code(&code))
-        .ok_or_else(|| corrupt("unreadable lane"))?;
-    let after = String::from_utf8_lossy(&field("a")?).into_owned();
+    // Entries written before lanes existed carry neither `l` nor `a`: they are inbound.
+    let lane = match entry.get::<String>("l") {
+        None => Lane::Inbound,
+        Some(code) => Lane::from_code(&code).ok_or_else(|| corrupt("unreadable lane"))?,
+    };
+    let after = entry.get::<String>("a").unwrap_or_default();
     Ok(Envelope {
         accepted_at: accepted_at(&entry.id),
         receipt: receipt(journal, &entry.id),
