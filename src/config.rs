@@ -74,6 +74,8 @@ pub struct StoreSettings {
     pub media_ttl_secs: u64,
     /// The largest media item.
     pub media_max_bytes: u64,
+    /// All media items together at most, in the embedded store.
+    pub media_budget_bytes: usize,
 }
 
 impl Default for StoreSettings {
@@ -86,6 +88,7 @@ impl Default for StoreSettings {
             instance_lease_secs: 15,
             media_ttl_secs: 24 * 3600,
             media_max_bytes: 100 * 1024 * 1024,
+            media_budget_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::Recipient;
 use actix_web::web;
 use imchannel_actors::intake::Intake;
+use imchannel_actors::media::{Fetcher, FetcherFactory, MediaCache, MediaStore};
 use imchannel_actors::ports::{Sink, SinkFactory, Sinks, StoreError};
 use imchannel_actors::registry::{Limits, Registry};
 use imchannel_actors::retry::RetryPolicy;
@@ -16,7 +17,10 @@ use log::{info, warn};
 use crate::clients::ctlive::{self, CtliveForwarder};
 use crate::clients::host::{HostSink, InboundEvent};
 use crate::clients::infobip::{self, InfobipSender};
+use crate::clients::media_fetch::{self, HttpFetcher};
 use crate::config::Settings;
+use crate::media::{Media, MediaArbiter};
+use crate::protocol::media_links::MediaLinks;
 use crate::state::AppState;
 use crate::{http, store};
 
@@ -62,11 +66,19 @@ impl GatewayBuilder {
         let instance = self
             .instance
             .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
-        let store = store::open(&settings.store, &instance).await?;
+        let stores = store::open(&settings.store, &instance).await?;
+        let store = stores.work;
         let timeout = settings.delivery.timeout();
+        let (media, media_arbiter) = start_media(&settings, stores.media);
         let infobip = Arc::new(infobip::targets(&settings));
-        let outbound =
-            move || Rc::new(InfobipSender::new(timeout, infobip.clone())) as Rc<dyn Sink>;
+        let sending_media = media.clone();
+        let outbound = move || {
+            Rc::new(InfobipSender::new(
+                timeout,
+                infobip.clone(),
+                sending_media.clone(),
+            )) as Rc<dyn Sink>
+        };
         let sinks: SinkFactory = match self.host {
             Some(recipient) => Arc::new(move || Sinks {
                 inbound: Rc::new(HostSink::new(recipient.clone())),
@@ -89,7 +101,12 @@ impl GatewayBuilder {
             );
         }
         registry.resume(unfinished);
-        let state = Arc::new(AppState::new(&settings, Intake::new(store, registry)));
+        let state = Arc::new(AppState::new(
+            &settings,
+            Intake::new(store, registry),
+            media,
+            media_arbiter,
+        ));
         let lease = Duration::from_secs(settings.store.instance_lease_secs);
         tend_store(Arc::downgrade(&state), lease / 3);
         Ok(Gateway {
@@ -129,6 +146,27 @@ impl Gateway {
     pub fn pending_events(&self) -> usize {
         self.state.intake.registry().pending()
     }
+}
+
+/// Starts the media cache on an arbiter of its own, fetching with the tenants' media rules.
+fn start_media(settings: &Settings, store: Arc<dyn MediaStore>) -> (Media, MediaArbiter) {
+    let rules = Arc::new(media_fetch::rules(settings));
+    let timeout = settings.delivery.timeout();
+    let max_bytes = settings.store.media_max_bytes;
+    let retry = limits(settings).retry;
+    let fetch_into = store.clone();
+    let fetchers: FetcherFactory = Arc::new(move || {
+        Rc::new(HttpFetcher::new(
+            timeout,
+            rules.clone(),
+            fetch_into.clone(),
+            max_bytes,
+            retry.clone(),
+        )) as Rc<dyn Fetcher>
+    });
+    let (cache, arbiter) = MediaCache::start(store.clone(), fetchers);
+    let links = MediaLinks::new(&settings.server.public_url);
+    (Media::new(cache, store, links), MediaArbiter(arbiter))
 }
 
 /// Every `every`, until the gateway is dropped: renews this instance's lease and resumes the work

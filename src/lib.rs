@@ -6,7 +6,9 @@
 //! - [`config`]: typed settings from `config.toml` and `IMCHANNEL__...` variables.
 //! - [`protocol`]: Infobip's JSON as imchannel reads and writes it; the error shape.
 //! - [`http`]: the actix-web routes.
-//! - [`clients`]: where accepted work goes (CTLive over awc, or a host actor).
+//! - [`clients`]: where accepted work goes (CTLive over awc, or a host actor; Infobip), and the
+//!   media fetcher.
+//! - [`media`]: the media cache, store and links, together.
 //! - [`store`]: Redis and embedded-memory implementations of the actors' `Store` port.
 //! - [`gateway`]: the library entry: build once, mount with [`Gateway::configure`].
 //! - [`startup`]: the gateway as its own server; [`sandbox`]: stand-ins to watch it work.
@@ -18,6 +20,7 @@ pub mod clients;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod media;
 pub mod protocol;
 pub mod sandbox;
 pub mod startup;

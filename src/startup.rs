@@ -21,6 +21,12 @@ impl Application {
     /// Builds the gateway and its server on `server.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let listener = TcpListener::bind(&settings.server.bind)?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Builds the gateway and its server on a listener bound already (to learn its port before
+    /// `server.public_url` is set, say).
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> Result<Self, StartError> {
         let port = listener.local_addr()?.port();
         let workers = worker_count(&settings);
         // Bound to a port, this process is the only live one of its name on this host.

@@ -7,6 +7,7 @@ use imchannel_actors::intake::Intake;
 use crate::config::Settings;
 use crate::http::auth::BasicCredentials;
 use crate::http::error::ApiError;
+use crate::media::{Media, MediaArbiter};
 
 /// One configured tenant as the handlers need it.
 pub struct Tenant {
@@ -27,11 +28,19 @@ pub struct AppState {
     pub intake: Intake,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// Media items: registered, fetched, served.
+    pub media: Media,
+    _media_arbiter: MediaArbiter,
 }
 
 impl AppState {
     /// The state for `settings`, feeding `intake`.
-    pub fn new(settings: &Settings, intake: Intake) -> Self {
+    pub fn new(
+        settings: &Settings,
+        intake: Intake,
+        media: Media,
+        media_arbiter: MediaArbiter,
+    ) -> Self {
         let tenants = settings
             .tenants
             .iter()
@@ -52,6 +61,8 @@ impl AppState {
             tenants,
             intake,
             max_body_bytes: settings.server.max_body_bytes,
+            media,
+            _media_arbiter: media_arbiter,
         }
     }
 

@@ -36,7 +36,19 @@ async fn gateway(store: StoreKind, ctlive: &StandIn, infobip: &StandIn) -> TestG
 /// Infobip as sent, one destination, its messageId and the scenario set, valid against Infobip's
 /// schema, with `Authorization: App <key>`.
 async fn every_kind_of_send_reaches_infobip_as_sent(store: StoreKind) {
-    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    let (ctlive, infobip, origin) = (StandIn::start(), StandIn::start(), StandIn::start());
+    for (path, content_type) in [
+        ("/infobip-logo.png", "image/png"),
+        ("/doc.pdf", "application/pdf"),
+        ("/a.mp3", "audio/mpeg"),
+        ("/v.mp4", "video/mp4"),
+    ] {
+        origin.put_file(
+            path,
+            content_type,
+            bytes::Bytes::from_static(b"media bytes"),
+        );
+    }
     let app = gateway(store, &ctlive, &infobip).await;
     let cases = vec![
         send_to(
@@ -47,22 +59,22 @@ async fn every_kind_of_send_reaches_infobip_as_sent(store: StoreKind) {
         send_to(
             "41793026728",
             Some("kind-image"),
-            json!({"text": "Get your message across!", "imageUrl": "http://www.infobip.com/infobip-logo.png"}),
+            json!({"text": "Get your message across!", "imageUrl": origin.url("/infobip-logo.png")}),
         ),
         send_to(
             "41793026729",
             Some("kind-file"),
-            json!({"text": "File caption", "fileUrl": "https://www.documentUrl.com"}),
+            json!({"text": "File caption", "fileUrl": origin.url("/doc.pdf")}),
         ),
         send_to(
             "41793026730",
             Some("kind-audio"),
-            json!({"text": "Listen", "audioUrl": "https://example.com/a.mp3"}),
+            json!({"text": "Listen", "audioUrl": origin.url("/a.mp3")}),
         ),
         send_to(
             "41793026731",
             Some("kind-video"),
-            json!({"text": "Watch", "videoUrl": "https://example.com/v.mp4"}),
+            json!({"text": "Watch", "videoUrl": origin.url("/v.mp4")}),
         ),
         send_to(
             "41793026732",
@@ -78,7 +90,7 @@ async fn every_kind_of_send_reaches_infobip_as_sent(store: StoreKind) {
             let mut send = send_to(
                 "41793026734",
                 Some("kind-failover"),
-                json!({"text": "Get your message across!", "imageUrl": "http://www.infobip.com/infobip-logo.png"}),
+                json!({"text": "Get your message across!", "imageUrl": origin.url("/infobip-logo.png")}),
             );
             send["scenarioKey"] = json!("CC9F01A5DC7BEE2C2B829D203482A654");
             send["sms"] = json!({"text": "This text will be received via SMS if WhatsApp message is not delivered.", "validityPeriod": 1});
@@ -115,9 +127,26 @@ async fn every_kind_of_send_reaches_infobip_as_sent(store: StoreKind) {
         );
         assert_eq!(got.content_type.as_deref(), Some("application/json"));
         assert_valid_omni(&got.body);
+        let mut expected = send["whatsApp"].clone();
+        for (field, kind) in [
+            ("imageUrl", "Image"),
+            ("fileUrl", "Document"),
+            ("audioUrl", "Audio"),
+            ("videoUrl", "Video"),
+        ] {
+            if expected.get(field).is_some() {
+                let link = got.body["whatsApp"][field].as_str().unwrap_or_default();
+                let prefix = format!("{}/default/imchannel/get{kind}Message/", app.address);
+                let id = link
+                    .strip_prefix(&prefix)
+                    .unwrap_or_else(|| panic!("{field} {link} is not imchannel's link"));
+                assert!(uuid::Uuid::parse_str(id).is_ok(), "{id} is a UUID");
+                expected[field] = json!(link);
+            }
+        }
         assert_eq!(
-            got.body["whatsApp"], send["whatsApp"],
-            "whatsApp passed on unchanged"
+            got.body["whatsApp"], expected,
+            "whatsApp passed on, its media URL imchannel's own"
         );
         assert_eq!(
             got.body["destinations"], send["destinations"],

@@ -10,9 +10,11 @@
 //!   each holds, stops idle ones.
 //! - [`conversation`]: one chat's ordered queue, passed on one item at a time with retries.
 //! - [`retry`]: exponential backoff with jitter.
+//! - [`media`]: the media cache: fetch each source once, keep it in the store in chunks.
 
 pub mod conversation;
 pub mod intake;
+pub mod media;
 pub mod ports;
 pub mod registry;
 pub mod retry;

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::{self, FutureExt, LocalBoxFuture};
+use imchannel_actors::media::MediaError;
 use imchannel_actors::ports::{DeliveryFailure, Envelope, Sink};
 use log::info;
 
@@ -17,6 +18,8 @@ use super::exchange::{exchange, Failed};
 use super::loggable_url;
 use super::pacer::Pacer;
 use crate::config::{InfobipAuth, Secret, Settings};
+use crate::media::Media;
+use crate::protocol::media_links::{MediaLinks, OUTBOUND_MEDIA};
 use crate::protocol::omni::{error_text, rejected_report, rejected_status, Rejection};
 
 /// Where and how one tenant's sends go.
@@ -65,19 +68,22 @@ pub fn targets(settings: &Settings) -> InfobipTargets {
         .collect()
 }
 
-/// The sink that posts sends to Infobip, with an `awc` client of its own arbiter.
+/// The sink that posts sends to Infobip, with an `awc` client of its own arbiter; a send's media
+/// is fetched into the cache before Infobip is told where to get it.
 pub struct InfobipSender {
     client: awc::Client,
     targets: Arc<InfobipTargets>,
+    media: Media,
 }
 
 impl InfobipSender {
     /// A sender whose every attempt times out after `timeout`. Build it on the arbiter that
     /// uses it: `awc::Client` is not `Send`.
-    pub fn new(timeout: Duration, targets: Arc<InfobipTargets>) -> Self {
+    pub fn new(timeout: Duration, targets: Arc<InfobipTargets>, media: Media) -> Self {
         Self {
             client: awc::Client::builder().timeout(timeout).finish(),
             targets,
+            media,
         }
     }
 }
@@ -120,7 +126,27 @@ impl Sink for InfobipSender {
         let body = envelope.payload.clone();
         let url = loggable_url(&target.url);
         let auth_kind = target.auth_kind;
+        let media = self.media.clone();
         async move {
+            if let Some(id) = media_id(&body, &media.links) {
+                media.ensure(&id).await.map_err(|error| {
+                    let description = error.to_string();
+                    let failure = match error {
+                        MediaError::Store(_) => {
+                            DeliveryFailure::transient(description.clone(), None)
+                        }
+                        MediaError::NotFound | MediaError::FetchFailed(_) => {
+                            DeliveryFailure::permanent(description.clone())
+                        }
+                    };
+                    let rejection = Rejection {
+                        status: None,
+                        http_status: None,
+                        description: &description,
+                    };
+                    failure.with_notice(notice(rejection))
+                })?;
+            }
             if !wait.is_zero() {
                 actix_web::rt::time::sleep(wait).await;
             }
@@ -171,4 +197,15 @@ impl Sink for InfobipSender {
         }
         .boxed_local()
     }
+}
+
+/// The media item a send's body links to, if any.
+fn media_id(body: &[u8], links: &MediaLinks) -> Option<String> {
+    let send: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let whatsapp = send.get("whatsApp")?;
+    OUTBOUND_MEDIA
+        .iter()
+        .find_map(|(field, _)| whatsapp.get(*field)?.as_str())
+        .and_then(|url| links.outbound_id(url))
+        .map(str::to_owned)
 }

@@ -4,6 +4,7 @@ pub mod ctlive;
 mod exchange;
 pub mod host;
 pub mod infobip;
+pub mod media_fetch;
 mod pacer;
 
 use awc::http::Uri;

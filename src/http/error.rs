@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use imchannel_actors::intake::IntakeError;
+use imchannel_actors::ports::StoreError;
 use imchannel_actors::registry::Refusal;
 use log::warn;
 
@@ -41,6 +42,9 @@ pub enum ApiError {
     /// The store did not answer: the caller should retry later.
     #[error("the store is unavailable; retry later")]
     StoreUnavailable,
+    /// What imchannel had to fetch could not be fetched.
+    #[error("{0}")]
+    BadGateway(String),
     /// The gateway is shutting down: the caller should retry (elsewhere, or later).
     #[error("the gateway is stopping; retry later")]
     Stopping,
@@ -62,6 +66,12 @@ impl From<IntakeError> for ApiError {
 }
 
 impl ApiError {
+    /// A store failure: logged with its cause, answered without it.
+    pub fn store(cause: StoreError) -> Self {
+        warn!("[IMCHANNEL] [store] {cause}");
+        Self::StoreUnavailable
+    }
+
     /// The answer to a send that was not taken: a full conversation is CTLive's to slow down
     /// for (429), a store outage is not (503).
     pub fn on_send(error: IntakeError) -> Self {
@@ -80,6 +90,7 @@ impl ApiError {
             Self::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::Overloaded(_) | Self::StoreUnavailable | Self::Stopping => "SERVICE_UNAVAILABLE",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            Self::BadGateway(_) => "BAD_GATEWAY",
         }
     }
 }
@@ -95,6 +106,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

@@ -1,9 +1,10 @@
-//! The actix-web routes: the webhook, sends, health, and the error answers they share.
+//! The actix-web routes: the webhook, sends, media, health, and the error answers they share.
 
 pub(crate) mod auth;
 mod body;
 pub mod error;
 mod health;
+mod media;
 mod send;
 mod webhook;
 
@@ -22,8 +23,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ])
         .route(web::post().to(send::receive)),
     )
-    .route("/healthz", web::get().to(health::alive))
-    .route("/readyz", web::get().to(health::ready));
+    .service(
+        web::resource(["/imchannel/media/{id}", "/{tenant}/imchannel/media/{id}"])
+            .route(web::get().to(|req, state| media::serve(req, state, "media"))),
+    );
+    for function in [
+        "getImageMessage",
+        "getDocumentMessage",
+        "getAudioMessage",
+        "getVideoMessage",
+    ] {
+        cfg.service(
+            web::resource([
+                format!("/imchannel/{function}/{{id}}"),
+                format!("/{{tenant}}/imchannel/{function}/{{id}}"),
+            ])
+            .route(web::get().to(move |req, state| media::serve(req, state, function)))
+            .route(web::head().to(move |req, state| media::serve(req, state, function))),
+        );
+    }
+    cfg.route("/healthz", web::get().to(health::alive))
+        .route("/readyz", web::get().to(health::ready));
 }
 
 /// The tenant a request names: its first path segment, or `default` on the paths without one.

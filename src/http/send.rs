@@ -4,6 +4,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use imchannel_actors::intake::Outcome;
+use imchannel_actors::media::MediaSource;
 use log::info;
 
 use super::body::read_limited;
@@ -25,10 +26,29 @@ pub async fn receive(
         "[IMCHANNEL] [onSend] Send received {}",
         String::from_utf8_lossy(&body)
     );
-    let sends = parse_send(&body, &tenant.scenario_key).map_err(|text| {
+    let parsed = parse_send(
+        &body,
+        &tenant.name,
+        &tenant.scenario_key,
+        &state.media.links,
+    )
+    .map_err(|text| {
         info!("[IMCHANNEL] [onSend] send refused: {text}");
         ApiError::BadRequest(text)
     })?;
+    if let Some(media) = parsed.media {
+        let source = MediaSource {
+            tenant: tenant.name.clone(),
+            url: media.source,
+            inbound: false,
+        };
+        state
+            .media
+            .register(&media.id, source)
+            .await
+            .map_err(ApiError::store)?;
+    }
+    let sends = parsed.sends;
     let answer = accepted_answer(&sends);
     let references: Vec<String> = sends.iter().map(|send| send.message_id.clone()).collect();
     let candidates = sends

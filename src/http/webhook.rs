@@ -3,6 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use imchannel_actors::intake::Outcome;
+use imchannel_actors::media::MediaSource;
 use log::info;
 use serde_json::json;
 
@@ -25,10 +26,26 @@ pub async fn receive(
         "[IMCHANNEL] [onMessage] Message received {}",
         String::from_utf8_lossy(&body)
     );
-    let events = parse_batch(&body).map_err(|text| {
+    let mut events = parse_batch(&body).map_err(|text| {
         info!("[IMCHANNEL] [onMessage] batch refused: {text}");
         ApiError::BadRequest(text)
     })?;
+    let media: Vec<_> = events
+        .iter_mut()
+        .map(|event| event.link_media(&tenant.name, &state.media.links))
+        .collect();
+    for item in media.iter().flatten() {
+        let source = MediaSource {
+            tenant: tenant.name.clone(),
+            url: item.source.clone(),
+            inbound: true,
+        };
+        state
+            .media
+            .register(&item.id, source)
+            .await
+            .map_err(ApiError::store)?;
+    }
     let references: Vec<String> = events
         .iter()
         .map(|event| event.message_id.clone())
@@ -39,9 +56,15 @@ pub async fn receive(
         .collect();
     let outcomes = state.intake.submit(candidates).await?;
     let mut accepted = 0;
-    for (reference, outcome) in references.iter().zip(&outcomes) {
+    for ((reference, outcome), item) in references.iter().zip(&outcomes).zip(&media) {
         match outcome {
-            Outcome::Accepted => accepted += 1,
+            Outcome::Accepted => {
+                accepted += 1;
+                // The event is on its way already; its media comes down in the background.
+                if let Some(item) = item {
+                    state.media.prefetch(&item.id);
+                }
+            }
             Outcome::Duplicate => info!("[IMCHANNEL] [onMessage] messageId {reference} is a duplicate: not passed on again"),
             Outcome::Superseded => info!("[IMCHANNEL] [onMessage] messageId {reference} reports a status older than one passed on: not passed on"),
         }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use imchannel_actors::ports::{Candidate, ConversationKey, Lane, Notice};
 
+use super::media_links::{MediaLinks, OUTBOUND_MEDIA};
 use super::webhook::EventKind;
 use serde_json::{json, Map, Value};
 
@@ -17,8 +18,6 @@ pub const MAX_TEXT_CHARS: usize = 4096;
 const MAX_MESSAGE_ID_CHARS: usize = 200;
 /// The longest phone number, in digits.
 const MAX_PHONE_DIGITS: usize = 20;
-/// The fields of a media send, one at most.
-pub const MEDIA_FIELDS: [&str; 4] = ["imageUrl", "fileUrl", "audioUrl", "videoUrl"];
 /// The fields that make a send a template send.
 const TEMPLATE_FIELDS: [&str; 5] = [
     "templateName",
@@ -55,10 +54,35 @@ impl Send {
     }
 }
 
-/// Checks a send and splits it per destination, with `default_scenario` where CTLive gave no
-/// `scenarioKey` (none when empty: Infobip then uses the account's default). The first problem
-/// found is the error, naming where it is.
-pub fn parse_send(body: &[u8], default_scenario: &str) -> Result<Vec<Send>, String> {
+/// The media source of a send: fetched once into item `id`, which Infobip then fetches from
+/// imchannel.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OutboundMedia {
+    /// The item's id in the media cache.
+    pub id: String,
+    /// The URL CTLive gave: `http(s)` or `data:`.
+    pub source: String,
+}
+
+/// A checked send: one send per destination, and its media source if it has one.
+#[derive(Debug)]
+pub struct ParsedSend {
+    /// One per destination, in order.
+    pub sends: Vec<Send>,
+    /// The media all of them share.
+    pub media: Option<OutboundMedia>,
+}
+
+/// Checks `tenant`'s send and splits it per destination, with `default_scenario` where CTLive
+/// gave no `scenarioKey` (none when empty: Infobip then uses the account's default), and its media
+/// URL replaced by imchannel's own (`links`). The first problem found is the error, naming where
+/// it is.
+pub fn parse_send(
+    body: &[u8],
+    tenant: &str,
+    default_scenario: &str,
+    links: &MediaLinks,
+) -> Result<ParsedSend, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| format!("malformed JSON: {error}"))?;
     let Value::Object(mut send) = value else {
@@ -88,8 +112,9 @@ pub fn parse_send(body: &[u8], default_scenario: &str) -> Result<Vec<Send>, Stri
         Some(_) => return Err("destinations: expected a list".into()),
         None => return Err("destinations: missing".into()),
     };
+    let media = link_media(&mut send, tenant, links);
     let mut seen = HashSet::new();
-    destinations
+    let sends = destinations
         .into_iter()
         .enumerate()
         .map(|(index, destination)| {
@@ -102,7 +127,27 @@ pub fn parse_send(body: &[u8], default_scenario: &str) -> Result<Vec<Send>, Stri
             }
             Ok(send)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(ParsedSend { sends, media })
+}
+
+/// Replaces the send's media URL (checked before) by imchannel's own link to a new item; the
+/// item's id and the original URL.
+fn link_media(
+    send: &mut Map<String, Value>,
+    tenant: &str,
+    links: &MediaLinks,
+) -> Option<OutboundMedia> {
+    let whatsapp = send.get_mut("whatsApp")?.as_object_mut()?;
+    let (field, kind) = OUTBOUND_MEDIA
+        .into_iter()
+        .find(|(field, _)| whatsapp.contains_key(*field))?;
+    let id = MediaLinks::new_id();
+    let source = whatsapp.insert(field.to_owned(), links.outbound(tenant, kind, &id).into())?;
+    Some(OutboundMedia {
+        id,
+        source: source.as_str().unwrap_or_default().trim().to_owned(),
+    })
 }
 
 /// The send for one destination: the request with only that destination, its messageId set.
@@ -172,8 +217,9 @@ fn check_whatsapp(whatsapp: Option<&Value>) -> Result<(), String> {
             ));
         }
     }
-    let media: Vec<&str> = MEDIA_FIELDS
+    let media: Vec<&str> = OUTBOUND_MEDIA
         .into_iter()
+        .map(|(field, _)| field)
         .filter(|field| whatsapp.contains_key(*field))
         .collect();
     for field in &media {
@@ -194,8 +240,7 @@ fn check_whatsapp(whatsapp: Option<&Value>) -> Result<(), String> {
     }
     if media.len() > 1 {
         return Err(format!(
-            "whatsApp: at most one of {}, got {}",
-            MEDIA_FIELDS.join(", "),
+            "whatsApp: at most one of imageUrl, fileUrl, audioUrl, videoUrl, got {}",
             media.join(" and ")
         ));
     }
@@ -345,7 +390,8 @@ mod tests {
     #[test]
     fn splits_per_destination() {
         let body = br#"{"bulkId":"b","destinations":[{"to":{"phoneNumber":"1"},"messageId":"m1"},{"to":{"phoneNumber":"2"}}],"whatsApp":{"text":"hi"},"extra":1}"#;
-        let sends = parse_send(body, "SCEN").expect("valid");
+        let links = MediaLinks::new("http://gw");
+        let sends = parse_send(body, "t", "SCEN", &links).expect("valid").sends;
         assert_eq!(sends.len(), 2);
         assert_eq!(sends[0].message_id, "m1");
         let second: Value = serde_json::from_slice(&sends[1].body).expect("JSON");

@@ -7,6 +7,9 @@ use imchannel_actors::ports::{Candidate, ConversationKey, Lane, Rank};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::media_links::{MediaLinks, INBOUND_MEDIA_TYPES};
 
 /// The batch: only `results` matters; `messageCount` and the rest are ignored.
 #[derive(Deserialize)]
@@ -31,6 +34,7 @@ struct EventHead {
 struct MessageHead {
     #[serde(rename = "type")]
     kind: Option<String>,
+    url: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -73,8 +77,20 @@ pub struct Event {
     pub message_id: String,
     /// The customer's number: `from` of a message, `to` of a report.
     pub customer: String,
-    /// The event exactly as received.
+    /// The event exactly as received (until [`link_media`](Event::link_media) rewrites its
+    /// media URL).
     pub raw: Bytes,
+    /// The URL of an inbound media message, which imchannel downloads.
+    pub media_url: Option<String>,
+}
+
+/// An inbound media item: downloaded from `source` once, into item `id`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InboundMedia {
+    /// The item's id in the media cache.
+    pub id: String,
+    /// Infobip's URL of it.
+    pub source: String,
 }
 
 impl EventKind {
@@ -105,6 +121,17 @@ impl EventKind {
 }
 
 impl Event {
+    /// For an inbound media message: points its `message.url` at imchannel's own link to a new
+    /// item (`links`), keeping every other field; the item's id and Infobip's URL.
+    pub fn link_media(&mut self, tenant: &str, links: &MediaLinks) -> Option<InboundMedia> {
+        let source = self.media_url.take()?;
+        let mut event: Value = serde_json::from_slice(&self.raw).ok()?;
+        let id = MediaLinks::new_id();
+        *event.get_mut("message")?.get_mut("url")? = links.inbound(tenant, &id).into();
+        self.raw = event.to_string().into();
+        Some(InboundMedia { id, source })
+    }
+
     /// The store candidate of this event for `tenant`: its dedup key, status rank and
     /// conversation.
     pub fn into_candidate(self, tenant: &str) -> Candidate {
@@ -164,9 +191,17 @@ fn parse_event(index: usize, raw: &RawValue) -> Result<Event, String> {
         .map_err(|error| describe(&at, error))?;
     let missing = |field: &str| format!("{at}.{field}: missing");
     let message_id = non_empty(head.message_id).ok_or_else(|| missing("messageId"))?;
+    let mut media_url = None;
     let (kind, customer) = if let Some(message) = head.message {
-        if non_empty(message.kind).is_none() {
+        let Some(kind) = non_empty(message.kind) else {
             return Err(missing("message.type"));
+        };
+        // A media message without a url (which Infobip does not send) is forwarded as it is.
+        if INBOUND_MEDIA_TYPES.contains(&kind.as_str()) {
+            media_url = match message.url {
+                Some(Value::String(url)) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+                _ => None,
+            };
         }
         let from = phone(head.from).ok_or_else(|| missing("from"))?;
         (EventKind::Inbound, from)
@@ -190,6 +225,7 @@ fn parse_event(index: usize, raw: &RawValue) -> Result<Event, String> {
         message_id,
         customer,
         raw: Bytes::copy_from_slice(raw.get().as_bytes()),
+        media_url,
     })
 }
 

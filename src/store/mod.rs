@@ -1,27 +1,52 @@
 //! The two implementations of the actors' [`Store`] port: Redis, and the embedded memory store
 //! used when no Redis is configured.
 
+mod media_memory;
+mod media_redis;
 mod memory;
 mod redis;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use imchannel_actors::media::MediaStore;
 use imchannel_actors::ports::{Envelope, Store, StoreError};
 
+pub use self::media_memory::MemoryMedia;
+pub use self::media_redis::RedisMedia;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::config::StoreSettings;
 
-/// Opens the store the settings name: Redis when `redis_url` is set, memory otherwise.
+/// The stores of a gateway: accepted work, and media.
+pub struct Stores {
+    /// Dedup, journal and dead letters.
+    pub work: Arc<dyn Store>,
+    /// Media items, in chunks.
+    pub media: Arc<dyn MediaStore>,
+}
+
+/// Opens the stores the settings name: Redis when `redis_url` is set, memory otherwise.
 /// `instance` names this process among those sharing the Redis (see [`RedisStore`]).
-pub async fn open(settings: &StoreSettings, instance: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(settings: &StoreSettings, instance: &str) -> Result<Stores, StoreError> {
     if settings.redis_url.is_empty() {
-        Ok(Arc::new(MemoryStore::new(Duration::from_secs(
-            settings.dedup_ttl_secs,
-        ))))
+        let dedup_ttl = Duration::from_secs(settings.dedup_ttl_secs);
+        let media_ttl = Duration::from_secs(settings.media_ttl_secs);
+        Ok(Stores {
+            work: Arc::new(MemoryStore::new(dedup_ttl)),
+            media: Arc::new(MemoryMedia::new(media_ttl, settings.media_budget_bytes)),
+        })
     } else {
-        Ok(Arc::new(RedisStore::connect(settings, instance).await?))
+        let store = RedisStore::connect(settings, instance).await?;
+        let media = RedisMedia::new(
+            store.connection(),
+            &settings.key_prefix,
+            settings.media_ttl_secs,
+        );
+        Ok(Stores {
+            work: Arc::new(store),
+            media: Arc::new(media),
+        })
     }
 }
 

@@ -172,6 +172,11 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The multiplexed connection, for other users of this Redis (media).
+    pub fn connection(&self) -> ConnectionManager {
+        self.hot.clone()
+    }
+
     /// Runs accept.lua for `batch`, settling `settled` in the same atomic step.
     fn accepting(
         &self,

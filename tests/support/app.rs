@@ -54,6 +54,7 @@ api_user = "{}"
 api_password = "{}"
 infobip_api_key = "{DEFAULT_INFOBIP_KEY}"
 scenario_key = "{DEFAULT_SCENARIO}"
+allow_private_media_hosts = true
 [tenants.acme]
 webhook_user = "{}"
 webhook_password = "{}"
@@ -63,6 +64,7 @@ ctlive_url = "{}"
 infobip_auth = "basic"
 infobip_user = "{}"
 infobip_password = "{}"
+allow_private_media_hosts = true
 "#,
         DEFAULT_WEBHOOK.0,
         DEFAULT_WEBHOOK.1,
@@ -120,9 +122,13 @@ impl TestGateway {
         gateway
     }
 
-    /// A gateway with exactly these settings.
-    pub async fn spawn_with(settings: Settings) -> Self {
-        let application = Application::build(settings)
+    /// A gateway with exactly these settings, but for `server.public_url`, which becomes its
+    /// real address.
+    pub async fn spawn_with(mut settings: Settings) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("bound").port();
+        settings.server.public_url = format!("http://127.0.0.1:{port}");
+        let application = Application::build_on(settings, listener)
             .await
             .expect("the gateway starts");
         let address = format!("http://127.0.0.1:{}", application.port());

@@ -22,6 +22,8 @@ pub enum Reply {
     Json(Value),
     /// This status, empty JSON body.
     Status(u16),
+    /// A redirect (302) to this location.
+    Redirect(String),
     /// 429 with `Retry-After: <secs>`.
     TooManyRequests {
         /// The `Retry-After` seconds.
@@ -54,6 +56,8 @@ type Chooser = Box<dyn FnMut(&Value) -> Reply + Send>;
 
 #[derive(Default)]
 struct Script {
+    /// Files served by path: content type and bytes.
+    files: HashMap<String, (String, Bytes)>,
     received: Vec<Received>,
     held: Vec<oneshot::Sender<()>>,
     next: VecDeque<Reply>,
@@ -110,6 +114,22 @@ impl StandIn {
     /// Chooses each answer from the body (after any `reply_next` are used up).
     pub fn reply_with(&self, chooser: impl FnMut(&Value) -> Reply + Send + 'static) {
         self.script().chooser = Some(Box::new(chooser));
+    }
+
+    /// Serves `bytes` as `content_type` at `path` (to GETs answered `Ok` or `Hold`).
+    pub fn put_file(&self, path: &str, content_type: &str, bytes: Bytes) {
+        self.script()
+            .files
+            .insert(path.to_owned(), (content_type.to_owned(), bytes));
+    }
+
+    /// How many requests reached `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.script()
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
     }
 
     /// Answers every request held so far (see [`Reply::Hold`]).
@@ -207,6 +227,12 @@ impl DownPeer {
 
 async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>) -> HttpResponse {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let file = script
+        .lock()
+        .expect("stand-in state")
+        .files
+        .get(req.path())
+        .cloned();
     let header = |name| {
         req.headers()
             .get(name)
@@ -238,9 +264,16 @@ async fn receive(req: HttpRequest, body: Bytes, script: web::Data<Mutex<Script>>
         }
         reply
     };
+    if let (Some((content_type, bytes)), Reply::Ok | Reply::Hold) = (file, &reply) {
+        if let Some(release) = release {
+            let _ = release.await;
+        }
+        return HttpResponse::Ok().content_type(content_type).body(bytes);
+    }
     match reply {
         Reply::Ok => HttpResponse::Ok().json(serde_json::json!({})),
         Reply::Json(body) => HttpResponse::Ok().json(body),
+        Reply::Redirect(location) => HttpResponse::Found().insert_header(("Location", location)).finish(),
         Reply::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("valid status"))
             .json(serde_json::json!({"requestError": {"serviceException": {"messageId": "STANDIN", "text": format!("stand-in answered {code}")}}})),
         Reply::TooManyRequests { retry_after } => HttpResponse::TooManyRequests()

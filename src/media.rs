@@ -1,0 +1,64 @@
+//! The gateway's media side: the cache actor that fetches each item once, the store that holds
+//! the bytes, and the links handed out for them.
+
+use std::sync::Arc;
+
+use actix::{Addr, Arbiter};
+use imchannel_actors::media::{
+    Ensure, MediaCache, MediaError, MediaMeta, MediaSource, MediaStore, Prefetch,
+};
+use imchannel_actors::ports::StoreError;
+
+use crate::protocol::media_links::MediaLinks;
+
+/// Where media items are registered, fetched and read.
+#[derive(Clone)]
+pub struct Media {
+    cache: Addr<MediaCache>,
+    /// The chunks and states of the items.
+    pub store: Arc<dyn MediaStore>,
+    /// The URLs handed out for them.
+    pub links: MediaLinks,
+}
+
+impl Media {
+    /// Media served by `cache` from `store`, linked under `links`.
+    pub fn new(cache: Addr<MediaCache>, store: Arc<dyn MediaStore>, links: MediaLinks) -> Self {
+        Self {
+            cache,
+            store,
+            links,
+        }
+    }
+
+    /// Records where item `id` comes from, before its link is handed out.
+    pub async fn register(&self, id: &str, source: MediaSource) -> Result<(), StoreError> {
+        self.store.register(id.to_owned(), source).await
+    }
+
+    /// Resolves when item `id` is in the store, fetching it first if nobody has.
+    pub async fn ensure(&self, id: &str) -> Result<MediaMeta, MediaError> {
+        self.cache
+            .send(Ensure(id.to_owned()))
+            .await
+            .unwrap_or_else(|error| {
+                Err(MediaError::Store(Arc::new(StoreError::Unavailable(
+                    error.to_string(),
+                ))))
+            })
+    }
+
+    /// Starts fetching item `id` now, in the background.
+    pub fn prefetch(&self, id: &str) {
+        self.cache.do_send(Prefetch(id.to_owned()));
+    }
+}
+
+/// Stops the media arbiter when the gateway goes.
+pub struct MediaArbiter(pub Arbiter);
+
+impl Drop for MediaArbiter {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
