@@ -32,17 +32,16 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    /// Slots taken at once are spaced by 1/rps.
+    /// Slots taken one after another are at least 1/rps apart, however the thread is scheduled.
     #[test]
-    fn slots_are_spaced_evenly() {
+    fn slots_are_spaced_by_the_rate() {
         let pacer = Pacer::new(10);
-        let waits: Vec<Duration> = (0..4).map(|_| pacer.reserve()).collect();
-        assert!(waits[0] < Duration::from_millis(5), "{waits:?}");
-        for pair in waits.windows(2) {
+        let slots: Vec<Instant> = (0..4).map(|_| Instant::now() + pacer.reserve()).collect();
+        for pair in slots.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(
-                gap > Duration::from_millis(95) && gap <= Duration::from_millis(100),
-                "{waits:?}"
+                gap >= Duration::from_millis(99),
+                "slots {gap:?} apart at 10/s"
             );
         }
     }

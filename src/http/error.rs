@@ -54,13 +54,8 @@ impl From<IntakeError> for ApiError {
     fn from(error: IntakeError) -> Self {
         match error {
             IntakeError::Refused(Refusal::Overloaded(reason)) => Self::Overloaded(reason),
-            IntakeError::Refused(Refusal::Stopped) => {
-                Self::Overloaded("the gateway is stopping".into())
-            }
-            IntakeError::Store(cause) => {
-                warn!("[IMCHANNEL] [store] {cause}");
-                Self::StoreUnavailable
-            }
+            IntakeError::Refused(Refusal::Stopped) => Self::Stopping,
+            IntakeError::Store(cause) => Self::store(cause),
         }
     }
 }
