@@ -223,6 +223,24 @@ impl Default for TenantSettings {
     }
 }
 
+impl TenantSettings {
+    /// The `Authorization` header value imchannel presents to Infobip for this tenant.
+    pub fn infobip_authorization(&self) -> Secret {
+        use base64::Engine;
+        let value = match self.infobip_auth {
+            InfobipAuth::App => format!("App {}", self.infobip_api_key.expose()),
+            InfobipAuth::Basic => {
+                let pair = format!("{}:{}", self.infobip_user, self.infobip_password.expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+        };
+        Secret(value)
+    }
+}
+
 /// A value that must never reach a log line or an error answer: `Debug` prints it redacted.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]

@@ -87,6 +87,41 @@ async fn send_and_receive(setup: &Setup, message_id: &str, whatsapp: Value) -> V
     .await
 }
 
+/// Posts an inbound `kind` message of `message_id` whose media is at `path` on the Infobip
+/// stand-in (tenant `tenant`), and returns the link CTLive got in its place.
+async fn post_inbound(
+    setup: &Setup,
+    tenant: &str,
+    message_id: &str,
+    kind: &str,
+    url: &str,
+) -> String {
+    let event = json!({"from": "385910000001", "to": "1", "messageId": message_id, "message": {"type": kind, "url": url}});
+    let credentials = if tenant == "acme" {
+        support::app::ACME_WEBHOOK
+    } else {
+        support::app::DEFAULT_WEBHOOK
+    };
+    let path = format!("/{tenant}/imchannel/message");
+    let (status, answer) = setup
+        .app
+        .post(&path, batch(vec![event]).to_string(), Some(credentials))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let forwarded = eventually("the event at CTLive", PATIENCE, || {
+        setup
+            .ctlive
+            .taken_events()
+            .into_iter()
+            .find(|event| event["messageId"] == message_id)
+    })
+    .await;
+    forwarded["message"]["url"]
+        .as_str()
+        .expect("a link")
+        .to_owned()
+}
+
 /// An image send: Infobip gets imchannel's link; HEAD answers type, length and ETag without a
 /// body, GET and GET again the exact bytes; the source was fetched exactly once.
 async fn infobip_fetches_outbound_media_in_two_steps(store: StoreKind) {
@@ -324,16 +359,8 @@ async fn concurrent_gets_share_one_download(store: StoreKind) {
         .infobip
         .put_file("/default/media/voice", "audio/ogg", voice.clone());
     setup.infobip.reply_next([Reply::Hold]);
-    let event = json!({"from": "385910000001", "to": "1", "messageId": "inbound-voice", "message": {"type": "VOICE", "url": setup.infobip.url("/default/media/voice")}});
-    setup.app.webhook(&batch(vec![event])).await;
-    let forwarded = eventually("the event at CTLive", PATIENCE, || {
-        setup.ctlive.taken_events().first().cloned()
-    })
-    .await;
-    let link = forwarded["message"]["url"]
-        .as_str()
-        .expect("a link")
-        .to_owned();
+    let voice_url = setup.infobip.url("/default/media/voice");
+    let link = post_inbound(&setup, "default", "inbound-voice", "VOICE", &voice_url).await;
     eventually("the download held", PATIENCE, || {
         (setup.infobip.held() == 1).then_some(())
     })
@@ -364,18 +391,16 @@ async fn a_throttled_download_is_retried(store: StoreKind) {
     setup
         .infobip
         .reply_next([Reply::TooManyRequests { retry_after: 0 }]);
-    let event = json!({"from": "385910000002", "to": "1", "messageId": "inbound-sticker", "message": {"type": "STICKER", "url": setup.infobip.url("/default/media/sticker")}});
-    setup.app.webhook(&batch(vec![event])).await;
-    let forwarded = eventually("the event at CTLive", PATIENCE, || {
-        setup.ctlive.taken_events().first().cloned()
-    })
-    .await;
-    let (status, _, bytes) = fetch(
-        Method::GET,
-        forwarded["message"]["url"].as_str().unwrap_or_default(),
-        None,
+    let sticker_url = setup.infobip.url("/default/media/sticker");
+    let link = post_inbound(
+        &setup,
+        "default",
+        "inbound-sticker",
+        "STICKER",
+        &sticker_url,
     )
     .await;
+    let (status, _, bytes) = fetch(Method::GET, &link, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(bytes == sticker);
     assert_eq!(
@@ -432,35 +457,8 @@ async fn guard_rails_refuse_with_a_reason(store: StoreKind) {
                 .infobip
                 .reply_next([Reply::Redirect(localhost.clone())]);
         }
-        let event = json!({"from": "38591", "to": "1", "messageId": format!("guard-{id}"), "message": {"type": "DOCUMENT", "url": url}});
-        let credentials = if tenant == "acme" {
-            support::app::ACME_WEBHOOK
-        } else {
-            support::app::DEFAULT_WEBHOOK
-        };
-        let path = format!("/{tenant}/imchannel/message");
-        assert_eq!(
-            setup
-                .app
-                .post(&path, batch(vec![event]).to_string(), Some(credentials))
-                .await
-                .0,
-            StatusCode::OK
-        );
-        let forwarded = eventually("the event at CTLive", PATIENCE, || {
-            setup
-                .ctlive
-                .taken_events()
-                .into_iter()
-                .find(|e| e["messageId"] == format!("guard-{id}"))
-        })
-        .await;
-        let (status, _, body) = fetch(
-            Method::GET,
-            forwarded["message"]["url"].as_str().unwrap_or_default(),
-            None,
-        )
-        .await;
+        let link = post_inbound(&setup, tenant, &format!("guard-{id}"), "DOCUMENT", &url).await;
+        let (status, _, body) = fetch(Method::GET, &link, None).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{id}");
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains(says), "{id}: expected {says:?} in {text}");

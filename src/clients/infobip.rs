@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use futures::future::{self, FutureExt, LocalBoxFuture};
 use imchannel_actors::media::MediaError;
 use imchannel_actors::ports::{DeliveryFailure, Envelope, Sink};
@@ -40,26 +38,16 @@ pub fn targets(settings: &Settings) -> InfobipTargets {
         .tenants
         .iter()
         .map(|(name, tenant)| {
-            let (authorization, auth_kind) = match tenant.infobip_auth {
-                InfobipAuth::App => (
-                    format!("App {}", tenant.infobip_api_key.expose()),
-                    "api key",
-                ),
-                InfobipAuth::Basic => {
-                    let pair = format!(
-                        "{}:{}",
-                        tenant.infobip_user,
-                        tenant.infobip_password.expose()
-                    );
-                    (format!("Basic {}", STANDARD.encode(pair)), "basic auth")
-                }
+            let auth_kind = match tenant.infobip_auth {
+                InfobipAuth::App => "api key",
+                InfobipAuth::Basic => "basic auth",
             };
             let target = InfobipTarget {
                 url: format!(
                     "{}/omni/1/advanced",
                     tenant.infobip_base_url.trim_end_matches('/')
                 ),
-                authorization: Secret::from(authorization.as_str()),
+                authorization: tenant.infobip_authorization(),
                 auth_kind,
                 pacer: Pacer::new(tenant.infobip_rps),
             };

@@ -21,7 +21,7 @@ use imchannel_actors::retry::RetryPolicy;
 use log::info;
 
 use super::pacer::Pacer;
-use crate::config::{InfobipAuth, Secret, Settings};
+use crate::config::{Secret, Settings};
 
 /// How many redirects one fetch follows.
 const MAX_REDIRECTS: usize = 5;
@@ -58,22 +58,11 @@ pub fn rules(settings: &Settings) -> MediaRuleBook {
                     .iter()
                     .map(|host| host.to_ascii_lowercase()),
             );
-            let authorization = match tenant.infobip_auth {
-                InfobipAuth::App => format!("App {}", tenant.infobip_api_key.expose()),
-                InfobipAuth::Basic => format!(
-                    "Basic {}",
-                    STANDARD.encode(format!(
-                        "{}:{}",
-                        tenant.infobip_user,
-                        tenant.infobip_password.expose()
-                    ))
-                ),
-            };
             let rules = MediaRules {
                 hosts,
                 infobip_host,
                 allow_private: tenant.allow_private_media_hosts,
-                authorization: Secret::from(authorization.as_str()),
+                authorization: tenant.infobip_authorization(),
                 pacer: Pacer::new(tenant.media_rps),
             };
             (name.clone(), rules)

@@ -7,9 +7,8 @@ use imchannel_actors::intake::Outcome;
 use imchannel_actors::media::MediaSource;
 use log::info;
 
-use super::body::read_limited;
+use super::body::admit;
 use super::error::ApiError;
-use super::tenant_of;
 use crate::protocol::omni::{accepted_answer, parse_send};
 use crate::state::AppState;
 
@@ -19,9 +18,7 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.tenant(tenant_of(&req))?;
-    tenant.api_auth.check(&req)?;
-    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    let (tenant, body) = admit(&req, payload, &state, |tenant| &tenant.api_auth).await?;
     info!(
         "[IMCHANNEL] [onSend] Send received {}",
         String::from_utf8_lossy(&body)
