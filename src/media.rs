@@ -36,16 +36,24 @@ impl Media {
         self.store.register(id.to_owned(), source).await
     }
 
-    /// Resolves when item `id` is in the store, fetching it first if nobody has.
+    /// Resolves when item `id` is in the store, fetching it first if nobody has. An id that is
+    /// not a UUID is unknown without asking the store.
     pub async fn ensure(&self, id: &str) -> Result<MediaMeta, MediaError> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(MediaError::NotFound);
+        }
         self.cache
             .send(Ensure(id.to_owned()))
             .await
-            .unwrap_or_else(|error| {
-                Err(MediaError::Store(Arc::new(StoreError::Unavailable(
-                    error.to_string(),
-                ))))
-            })
+            .unwrap_or_else(|error| Err(MediaError::Unavailable(error.to_string())))
+    }
+
+    /// Forgets item `id`, whose link was never handed out; a store that does not answer leaves
+    /// it to expire.
+    pub async fn forget(&self, id: &str) {
+        if let Err(error) = self.store.forget(id.to_owned()).await {
+            log::warn!("[IMCHANNEL] [media] {id} unused, left to expire: {error}");
+        }
     }
 
     /// Starts fetching item `id` now, in the background.

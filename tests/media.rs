@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use support::app::{with_infobip, StoreKind, TestGateway, DEFAULT_INFOBIP_KEY};
 use support::fixtures::batch;
 use support::omni_schema::assert_valid_omni;
-use support::poll::{eventually, PATIENCE};
+use support::poll::{eventually, stays, PATIENCE};
 use support::standin::{Reply, StandIn};
 
 /// `n` bytes that are not all alike.
@@ -152,6 +152,7 @@ async fn infobip_fetches_outbound_media_in_two_steps(store: StoreKind) {
     assert_eq!(header(&headers, "content-type"), "image/png");
     assert_eq!(header(&headers, "content-length"), "3000");
     assert!(!header(&headers, "etag").is_empty(), "an ETag");
+    assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
     assert!(empty.is_empty(), "HEAD has no body");
     for _ in 0..2 {
         let (status, headers, bytes) = fetch(Method::GET, &link, None).await;
@@ -206,13 +207,25 @@ async fn a_large_document_is_served_whole_and_in_ranges(store: StoreKind) {
         assert_eq!(header(&headers, "content-range"), content_range, "{range}");
         assert!(bytes == expected, "{range}: the bytes asked for");
     }
-    let (status, _, _) = fetch(
-        Method::GET,
-        &link,
-        Some(&format!("bytes={}-", document.len())),
-    )
-    .await;
-    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let whole = fetch(Method::GET, &link, Some("bytes=0-18446744073709551615")).await;
+    assert_eq!(
+        whole.0,
+        StatusCode::PARTIAL_CONTENT,
+        "a last byte past the end means the end"
+    );
+    assert!(whole.2 == document);
+    for unsatisfiable in [format!("bytes={}-", document.len()), "bytes=-0".to_owned()] {
+        let (status, headers, body) = fetch(Method::GET, &link, Some(&unsatisfiable)).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{unsatisfiable}");
+        assert_eq!(
+            header(&headers, "content-range"),
+            format!("bytes */{}", document.len())
+        );
+        assert!(
+            String::from_utf8_lossy(&body).contains("RANGE_NOT_SATISFIABLE"),
+            "a JSON error"
+        );
+    }
     assert_eq!(origin.hits("/big.pdf"), 1);
 }
 
@@ -265,7 +278,7 @@ async fn an_unfetchable_source_rejects_the_send(store: StoreKind) {
 
 /// Unknown ids are 404; ids expire after `store.media_ttl_secs`.
 async fn unknown_and_expired_ids_are_404(store: StoreKind) {
-    let setup = setup(store, |s| s.store.media_ttl_secs = 1).await;
+    let setup = setup(store, |s| s.store.media_ttl_secs = 3).await;
     let origin = StandIn::start();
     origin.put_file("/short.png", "image/png", noise(10));
     let body = send_and_receive(
@@ -367,6 +380,13 @@ async fn concurrent_gets_share_one_download(store: StoreKind) {
     .await;
     let gets = join_all((0..50).map(|_| fetch(Method::GET, &link, None)));
     let release = async {
+        // The download stays held while the GETs arrive and wait for it.
+        stays(
+            "the download held while the GETs arrive",
+            Duration::from_millis(300),
+            || setup.infobip.held() == 1,
+        )
+        .await;
         setup.infobip.release_held();
     };
     let (answers, ()) = futures::join!(gets, release);
@@ -408,6 +428,31 @@ async fn a_throttled_download_is_retried(store: StoreKind) {
         2,
         "one 429, one download"
     );
+}
+
+/// A source that keeps throttling past one fetch's tries leaves the item pending, not failed: the
+/// send waits and goes once the source serves it, and is not reported `REJECTED`.
+async fn a_source_throttling_for_long_delays_the_send_without_losing_it(store: StoreKind) {
+    let setup = setup(store, |_| {}).await;
+    let origin = StandIn::start();
+    let image = noise(100);
+    origin.put_file("/busy.png", "image/png", image.clone());
+    origin.reply_next(vec![Reply::TooManyRequests { retry_after: 0 }; 8]);
+    let body = send_and_receive(
+        &setup,
+        "media-busy",
+        json!({"text": "x", "imageUrl": origin.url("/busy.png")}),
+    )
+    .await;
+    let link = body["whatsApp"]["imageUrl"]
+        .as_str()
+        .expect("a link")
+        .to_owned();
+    let (status, _, bytes) = fetch(Method::GET, &link, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes == image);
+    assert_eq!(origin.hits("/busy.png"), 9, "eight refusals, one download");
+    assert!(setup.ctlive.received().is_empty(), "no REJECTED report");
 }
 
 /// The guard rails, each failing the download with a clear reason (502 to CTLive's GET): a host
@@ -474,5 +519,6 @@ on_both_stores!(
     inbound_media_is_linked_and_downloaded_once,
     concurrent_gets_share_one_download,
     a_throttled_download_is_retried,
+    a_source_throttling_for_long_delays_the_send_without_losing_it,
     guard_rails_refuse_with_a_reason,
 );

@@ -73,10 +73,13 @@ pub trait MediaStore: Send + Sync + 'static {
         index: u64,
         bytes: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>>;
-    /// Marks the item fetched.
+    /// Marks the item fetched (a no-op unless it is pending).
     fn finish(&self, id: String, meta: MediaMeta) -> BoxFuture<'static, Result<(), StoreError>>;
-    /// Marks the item's fetch failed for good.
+    /// Marks the item's fetch failed for good and frees the chunks it left (a no-op unless it
+    /// is pending: another instance may have fetched it meanwhile).
     fn fail(&self, id: String, reason: String) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Forgets an item whose link was never handed out (its send or event was a duplicate).
+    fn forget(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Chunk `index` of the item; `None` when missing or expired.
     fn chunk(
         &self,
@@ -85,15 +88,25 @@ pub trait MediaStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Option<Bytes>, StoreError>>;
 }
 
-/// Fetches a source into the store: puts its chunks, returns what it fetched or why it failed
-/// for good (retrying what is worth retrying itself). Lives on the media arbiter.
+/// Why a fetch did not bring an item in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// It cannot succeed (refused source, too large, not found): the item failed for good.
+    Failed(String),
+    /// Not now (the source throttles or is down, the store did not answer): the item stays
+    /// pending, and the next to ask tries again.
+    Unavailable(String),
+}
+
+/// Fetches a source into the store: puts its chunks, returns what it fetched or why not
+/// (retrying a while what is worth retrying itself). Lives on the media arbiter.
 pub trait Fetcher {
     /// Fetches `source` as item `id`.
     fn fetch(
         &self,
         id: String,
         source: MediaSource,
-    ) -> LocalBoxFuture<'static, Result<MediaMeta, String>>;
+    ) -> LocalBoxFuture<'static, Result<MediaMeta, FetchError>>;
 }
 
 /// Makes the [`Fetcher`] on the media arbiter.
@@ -108,9 +121,9 @@ pub enum MediaError {
     /// Its fetch failed for good.
     #[error("the media could not be fetched: {0}")]
     FetchFailed(String),
-    /// The store did not answer.
-    #[error(transparent)]
-    Store(#[from] Arc<StoreError>),
+    /// Not now: the source or the store did not answer; asking again tries again.
+    #[error("the media is not available yet: {0}")]
+    Unavailable(String),
 }
 
 type Fetching = Shared<LocalBoxFuture<'static, Result<MediaMeta, MediaError>>>;
@@ -185,7 +198,7 @@ async fn ensure(
     fetcher: &dyn Fetcher,
     id: String,
 ) -> Result<MediaMeta, MediaError> {
-    let stored = |error: StoreError| MediaError::Store(Arc::new(error));
+    let stored = |error: StoreError| MediaError::Unavailable(error.to_string());
     match store.state(id.clone()).await.map_err(stored)? {
         None => Err(MediaError::NotFound),
         Some(MediaState::Ready(meta)) => Ok(meta),
@@ -195,10 +208,14 @@ async fn ensure(
                 store.finish(id, meta.clone()).await.map_err(stored)?;
                 Ok(meta)
             }
-            Err(reason) => {
+            Err(FetchError::Failed(reason)) => {
                 warn!("[IMCHANNEL] [media] {id} failed for good: {reason}");
                 store.fail(id, reason.clone()).await.map_err(stored)?;
                 Err(MediaError::FetchFailed(reason))
+            }
+            Err(FetchError::Unavailable(reason)) => {
+                warn!("[IMCHANNEL] [media] {id} not fetched for now: {reason}");
+                Err(MediaError::Unavailable(reason))
             }
         },
     }

@@ -120,7 +120,7 @@ impl Sink for InfobipSender {
                 media.ensure(&id).await.map_err(|error| {
                     let description = error.to_string();
                     let failure = match error {
-                        MediaError::Store(_) => {
+                        MediaError::Unavailable(_) => {
                             DeliveryFailure::transient(description.clone(), None)
                         }
                         MediaError::NotFound | MediaError::FetchFailed(_) => {

@@ -4,19 +4,22 @@
 //! private address unless the tenant allows it.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
+use actix_web::rt::time::{sleep, timeout};
 use awc::http::Uri;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::StreamExt;
-use imchannel_actors::media::{Fetcher, MediaMeta, MediaSource, MediaStore, CHUNK_BYTES};
+use imchannel_actors::media::{
+    FetchError, Fetcher, MediaMeta, MediaSource, MediaStore, CHUNK_BYTES,
+};
 use imchannel_actors::retry::RetryPolicy;
 use log::info;
 
@@ -25,17 +28,39 @@ use crate::config::{Secret, Settings};
 
 /// How many redirects one fetch follows.
 const MAX_REDIRECTS: usize = 5;
-/// How many times a fetch is tried (on 429, 5xx, timeouts, connection errors).
+/// How many times one fetch tries (on 429, 5xx, timeouts, connection errors) before it leaves the
+/// item pending for the next to ask.
 const MAX_ATTEMPTS: u32 = 6;
+/// The longest one download attempt may take, however steadily the bytes come.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(600);
 /// The type of a source that declares none.
 const DEFAULT_TYPE: &str = "application/octet-stream";
+
+/// Scheme, host and port of a URL: what must match before credentials go along.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Option<Self> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        Some(Self { scheme, host, port })
+    }
+}
 
 /// What a tenant allows its media fetches.
 pub struct MediaRules {
     /// Hosts inbound media may come from: `infobip_base_url`'s and `media_hosts`.
     hosts: Vec<String>,
-    /// Hosts that get the tenant's Infobip credentials: `infobip_base_url`'s.
-    infobip_host: String,
+    /// Where the tenant's Infobip credentials may go: `infobip_base_url`'s origin.
+    infobip: Option<Origin>,
     allow_private: bool,
     authorization: Secret,
     pacer: Pacer,
@@ -50,8 +75,12 @@ pub fn rules(settings: &Settings) -> MediaRuleBook {
         .tenants
         .iter()
         .map(|(name, tenant)| {
-            let infobip_host = host_of(&tenant.infobip_base_url).unwrap_or_default();
-            let mut hosts = vec![infobip_host.clone()];
+            let infobip = tenant
+                .infobip_base_url
+                .parse::<Uri>()
+                .ok()
+                .and_then(|uri| Origin::of(&uri));
+            let mut hosts: Vec<String> = infobip.iter().map(|origin| origin.host.clone()).collect();
             hosts.extend(
                 tenant
                     .media_hosts
@@ -60,7 +89,7 @@ pub fn rules(settings: &Settings) -> MediaRuleBook {
             );
             let rules = MediaRules {
                 hosts,
-                infobip_host,
+                infobip,
                 allow_private: tenant.allow_private_media_hosts,
                 authorization: tenant.infobip_authorization(),
                 pacer: Pacer::new(tenant.media_rps),
@@ -70,16 +99,11 @@ pub fn rules(settings: &Settings) -> MediaRuleBook {
         .collect()
 }
 
-fn host_of(url: &str) -> Option<String> {
-    url.parse::<Uri>()
-        .ok()?
-        .host()
-        .map(|host| host.trim_matches(['[', ']']).to_ascii_lowercase())
-}
-
 /// The fetcher of the media arbiter.
 pub struct HttpFetcher {
     client: awc::Client,
+    /// How long a download may go without a byte.
+    idle: Duration,
     rules: Arc<MediaRuleBook>,
     store: Arc<dyn MediaStore>,
     max_bytes: u64,
@@ -87,8 +111,9 @@ pub struct HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// A fetcher writing into `store`, refusing items over `max_bytes`. Build it on the arbiter
-    /// that uses it: `awc::Client` is not `Send`.
+    /// A fetcher writing into `store`, refusing items over `max_bytes`, giving up an attempt
+    /// after `timeout` without an answer or a byte. Build it on the arbiter that uses it:
+    /// `awc::Client` is not `Send`.
     pub fn new(
         timeout: Duration,
         rules: Arc<MediaRuleBook>,
@@ -101,6 +126,7 @@ impl HttpFetcher {
                 .timeout(timeout)
                 .disable_redirects()
                 .finish(),
+            idle: timeout,
             rules,
             store,
             max_bytes,
@@ -120,17 +146,20 @@ impl Fetcher for HttpFetcher {
         &self,
         id: String,
         source: MediaSource,
-    ) -> LocalBoxFuture<'static, Result<MediaMeta, String>> {
+    ) -> LocalBoxFuture<'static, Result<MediaMeta, FetchError>> {
         let client = self.client.clone();
         let rules = self.rules.clone();
-        let store = self.store.clone();
-        let max_bytes = self.max_bytes;
+        let writer = ChunkWriter {
+            store: self.store.clone(),
+            id: id.clone(),
+            max_bytes: self.max_bytes,
+            idle: self.idle,
+        };
         let retry = self.retry.clone();
         async move {
             let rules = rules
                 .get(&source.tenant)
-                .ok_or_else(|| format!("tenant {} is no longer configured", source.tenant))?;
-            let writer = ChunkWriter { store, id: id.clone(), max_bytes };
+                .ok_or_else(|| FetchError::Failed(format!("tenant {} is no longer configured", source.tenant)))?;
             if let Some(data) = source.url.strip_prefix("data:") {
                 return writer.write_data_url(data).await;
             }
@@ -139,23 +168,29 @@ impl Fetcher for HttpFetcher {
                 if source.inbound {
                     let wait = rules.pacer.reserve();
                     if !wait.is_zero() {
-                        actix_web::rt::time::sleep(wait).await;
+                        sleep(wait).await;
                     }
                 }
-                match download(&client, rules, &source, &writer).await {
+                let attempt = timeout(ATTEMPT_LIMIT, download(&client, rules, &source, &writer))
+                    .await
+                    .unwrap_or_else(|_| Err(Attempt::Retry(format!("took longer than {ATTEMPT_LIMIT:?}"), None)));
+                match attempt {
                     Ok(meta) => {
                         info!("[IMCHANNEL] [media] {id} fetched: {} bytes of {}", meta.length, meta.content_type);
                         return Ok(meta);
                     }
-                    Err(Attempt::Fail(reason)) => return Err(reason),
+                    Err(Attempt::Fail(reason)) => return Err(FetchError::Failed(reason)),
                     Err(Attempt::Retry(reason, not_before)) => {
                         failures += 1;
                         if failures >= MAX_ATTEMPTS {
-                            return Err(format!("{reason} (after {failures} attempts)"));
+                            return Err(FetchError::Unavailable(format!("{reason} ({failures} attempts)")));
                         }
                         let pause = retry.delay(failures, not_before);
-                        info!("[IMCHANNEL] [media] {id} attempt {failures} failed: {reason}; retrying in {} ms", pause.as_millis());
-                        actix_web::rt::time::sleep(pause).await;
+                        info!(
+                            "[IMCHANNEL] [media] {id} attempt {failures} failed: {reason}; retrying in {} ms",
+                            pause.as_millis()
+                        );
+                        sleep(pause).await;
                     }
                 }
             }
@@ -176,9 +211,15 @@ async fn download(
         let uri: Uri = url
             .parse()
             .map_err(|_| Attempt::Fail(format!("not a URL: {url}")))?;
-        let host = check_target(&uri, rules, source.inbound).await?;
-        let mut request = client.get(&uri);
-        if source.inbound && host == rules.infobip_host {
+        check_target(&uri, rules, source.inbound).await?;
+        // Compressed answers are refused: the size cap must hold for the bytes as they come.
+        let mut request = client
+            .get(&uri)
+            .no_decompress()
+            .insert_header((header::ACCEPT_ENCODING, "identity"));
+        if source.inbound
+            && Origin::of(&uri).is_some_and(|origin| Some(&origin) == rules.infobip.as_ref())
+        {
             request = request.insert_header((header::AUTHORIZATION, rules.authorization.expose()));
         }
         let mut response = request
@@ -214,6 +255,16 @@ async fn download(
                 Attempt::Fail(reason)
             });
         }
+        let encoding = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("identity");
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Err(Attempt::Fail(format!(
+                "the source sent it {encoding}-encoded, asked for identity"
+            )));
+        }
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -237,13 +288,16 @@ async fn download(
 
 /// A `Location` made absolute against the URL that answered it.
 fn resolve(base: &Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_owned();
-    }
     let scheme = base.scheme_str().unwrap_or("http");
     let authority = base.authority().map_or("", |authority| authority.as_str());
-    if location.starts_with('/') {
+    if location.contains("://") {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
         format!("{scheme}://{authority}{location}")
+    } else if location.starts_with('?') {
+        format!("{scheme}://{authority}{}{location}", base.path())
     } else {
         let path = base.path();
         let dir = &path[..path.rfind('/').map_or(0, |slash| slash + 1)];
@@ -251,31 +305,23 @@ fn resolve(base: &Uri, location: &str) -> String {
     }
 }
 
-/// Checks a fetch target against the tenant's rules; its host.
-async fn check_target(uri: &Uri, rules: &MediaRules, inbound: bool) -> Result<String, Attempt> {
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(Attempt::Fail(format!(
-            "refused {uri}: only http and https sources are fetched"
-        )));
-    }
-    let host = uri
-        .host()
-        .map(|host| host.trim_matches(['[', ']']).to_ascii_lowercase())
-        .unwrap_or_default();
-    if inbound && !rules.hosts.contains(&host) {
+/// Checks a fetch target against the tenant's rules.
+async fn check_target(uri: &Uri, rules: &MediaRules, inbound: bool) -> Result<(), Attempt> {
+    let origin = Origin::of(uri)
+        .filter(|origin| origin.scheme == "http" || origin.scheme == "https")
+        .ok_or_else(|| {
+            Attempt::Fail(format!(
+                "refused {uri}: only http and https sources are fetched"
+            ))
+        })?;
+    let host = &origin.host;
+    if inbound && !rules.hosts.contains(host) {
         return Err(Attempt::Fail(format!(
             "refused host {host}: inbound media comes only from infobip_base_url's host or media_hosts"
         )));
     }
     if !rules.allow_private {
-        let port = uri
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-        let addresses = tokio::net::lookup_host((host.as_str(), port))
+        let addresses = tokio::net::lookup_host((host.as_str(), origin.port))
             .await
             .map_err(|error| Attempt::Retry(format!("cannot resolve {host}: {error}"), None))?;
         for address in addresses {
@@ -287,31 +333,46 @@ async fn check_target(uri: &Uri, rules: &MediaRules, inbound: bool) -> Result<St
             }
         }
     }
-    Ok(host)
+    Ok(())
 }
 
-/// Loopback, private, link-local, unspecified and the like: addresses of this side of the network.
+/// Whether an address is not on the public internet: loopback, private, link-local, shared,
+/// reserved, multicast, unspecified, and IPv6 forms that embed such an IPv4 address.
 fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => is_private_v6(v6),
     }
+}
+
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 192 && b == 0 && c == 0)
+}
+
+fn is_private_v6(v6: Ipv6Addr) -> bool {
+    let segments = v6.segments();
+    let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        || (segments[0] & 0xfe00) == 0xfc00
+        || (segments[0] & 0xffc0) == 0xfe80
+        // IPv4-mapped and IPv4-compatible (::a.b.c.d).
+        || v6.to_ipv4().is_some_and(is_private_v4)
+        // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48) carries the address in the last 32 bits.
+        || (segments[0] == 0x64 && (segments[1] == 0xff9b) && is_private_v4(embedded(segments[6], segments[7])))
+        // 6to4 (2002::/16) carries it in bits 16 to 48.
+        || (segments[0] == 0x2002 && is_private_v4(embedded(segments[1], segments[2])))
 }
 
 /// Writes an item's bytes into the store in chunks, within the size cap.
@@ -319,6 +380,7 @@ struct ChunkWriter {
     store: Arc<dyn MediaStore>,
     id: String,
     max_bytes: u64,
+    idle: Duration,
 }
 
 impl ChunkWriter {
@@ -329,7 +391,8 @@ impl ChunkWriter {
         )
     }
 
-    /// Streams a response body into chunks; fails as soon as it passes the cap.
+    /// Streams a response body into chunks; fails as soon as it passes the cap, and retries
+    /// when no byte comes for the idle time.
     async fn write_stream<S>(
         &self,
         body: &mut S,
@@ -340,7 +403,13 @@ impl ChunkWriter {
     {
         let mut pending = BytesMut::with_capacity(CHUNK_BYTES);
         let (mut length, mut index) = (0u64, 0u64);
-        while let Some(piece) = body.next().await {
+        loop {
+            let piece = timeout(self.idle, body.next())
+                .await
+                .map_err(|_| Attempt::Retry(format!("no byte came for {:?}", self.idle), None))?;
+            let Some(piece) = piece else {
+                break;
+            };
             let piece = piece.map_err(|error| {
                 Attempt::Retry(format!("the download broke off: {error}"), None)
             })?;
@@ -365,16 +434,19 @@ impl ChunkWriter {
     }
 
     /// Decodes `data:[<type>][;base64],<data>` (base64 only) into chunks.
-    async fn write_data_url(&self, data: &str) -> Result<MediaMeta, String> {
-        let (header, payload) = data.split_once(',').ok_or("a data: URL without a comma")?;
+    async fn write_data_url(&self, data: &str) -> Result<MediaMeta, FetchError> {
+        let failed = |reason: &str| FetchError::Failed(reason.to_owned());
+        let (header, payload) = data
+            .split_once(',')
+            .ok_or_else(|| failed("a data: URL without a comma"))?;
         let content_type = header
             .strip_suffix(";base64")
-            .ok_or("a data: URL that is not base64")?;
+            .ok_or_else(|| failed("a data: URL that is not base64"))?;
         let bytes = STANDARD
             .decode(payload.trim())
-            .map_err(|error| format!("a data: URL with bad base64: {error}"))?;
+            .map_err(|error| FetchError::Failed(format!("a data: URL with bad base64: {error}")))?;
         if bytes.len() as u64 > self.max_bytes {
-            return Err(self.too_large());
+            return Err(FetchError::Failed(self.too_large()));
         }
         let bytes = Bytes::from(bytes);
         for (index, start) in (0..bytes.len()).step_by(CHUNK_BYTES).enumerate() {
@@ -382,7 +454,8 @@ impl ChunkWriter {
             self.put(index as u64, bytes.slice(start..end))
                 .await
                 .map_err(|attempt| match attempt {
-                    Attempt::Retry(reason, _) | Attempt::Fail(reason) => reason,
+                    Attempt::Retry(reason, _) => FetchError::Unavailable(reason),
+                    Attempt::Fail(reason) => FetchError::Failed(reason),
                 })?;
         }
         let content_type = if content_type.is_empty() {
@@ -396,11 +469,12 @@ impl ChunkWriter {
         })
     }
 
+    /// Stores one chunk; a store that does not take it is a reason to try later, not to fail.
     async fn put(&self, index: u64, chunk: Bytes) -> Result<(), Attempt> {
         self.store
             .put_chunk(self.id.clone(), index, chunk)
             .await
-            .map_err(|error| Attempt::Fail(format!("the store did not take it: {error}")))
+            .map_err(|error| Attempt::Retry(format!("the store did not take it: {error}"), None))
     }
 }
 
@@ -408,7 +482,7 @@ impl ChunkWriter {
 mod tests {
     use super::*;
 
-    /// Addresses of this side of the network are private; public ones are not.
+    /// Addresses of this side of the network are private, in every form; public ones are not.
     #[test]
     fn private_addresses_are_recognised() {
         for private in [
@@ -418,18 +492,36 @@ mod tests {
             "192.168.1.1",
             "169.254.169.254",
             "0.0.0.0",
+            "0.1.2.3",
             "100.64.0.1",
+            "198.18.0.1",
+            "192.0.0.8",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
             "::1",
+            "::",
             "fd00::1",
             "fe80::1",
+            "ff02::1",
             "::ffff:10.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::",
         ] {
             assert!(
                 is_private(private.parse().expect("an address")),
                 "{private} is private"
             );
         }
-        for public in ["8.8.8.8", "2001:4860:4860::8888", "100.128.0.1"] {
+        for public in [
+            "8.8.8.8",
+            "2001:4860:4860::8888",
+            "100.128.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ] {
             assert!(
                 !is_private(public.parse().expect("an address")),
                 "{public} is public"
@@ -437,7 +529,7 @@ mod tests {
         }
     }
 
-    /// Relative redirects resolve against the URL that answered.
+    /// Redirects resolve against the URL that answered, in every form a Location takes.
     #[test]
     fn redirects_resolve() {
         let base: Uri = "http://a.example:8080/media/one?x=1"
@@ -448,6 +540,11 @@ mod tests {
         assert_eq!(
             resolve(&base, "https://b.example/four"),
             "https://b.example/four"
+        );
+        assert_eq!(resolve(&base, "//c.example/five"), "http://c.example/five");
+        assert_eq!(
+            resolve(&base, "?y=2"),
+            "http://a.example:8080/media/one?y=2"
         );
     }
 }

@@ -12,6 +12,7 @@ use log::info;
 
 use super::error::ApiError;
 use super::tenant_of;
+use crate::protocol::error::ErrorBody;
 use crate::state::AppState;
 
 /// Serves item `{id}`; `function` names the route in the log (`getImageMessage`, `media`, ...).
@@ -26,17 +27,21 @@ pub async fn serve(
     let meta = state.media.ensure(&id).await.map_err(|error| match error {
         MediaError::NotFound => ApiError::NotFound(error.to_string()),
         MediaError::FetchFailed(_) => ApiError::BadGateway(error.to_string()),
-        MediaError::Store(cause) => {
-            log::warn!("[IMCHANNEL] [{function}] {id}: {cause}");
-            ApiError::StoreUnavailable
+        MediaError::Unavailable(reason) => {
+            log::warn!("[IMCHANNEL] [{function}] {id}: {reason}");
+            ApiError::Overloaded(format!("the media is not available yet: {reason}"))
         }
     })?;
     let range = match requested_range(&req, meta.length) {
         Ok(range) => range,
         Err(()) => {
+            let text = format!(
+                "the range asked for lies outside the item's {} bytes",
+                meta.length
+            );
             return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{}", meta.length)))
-                .finish())
+                .json(ErrorBody::new("RANGE_NOT_SATISFIABLE", &text)));
         }
     };
     let (start, end) = range.unwrap_or((0, meta.length));
@@ -48,7 +53,10 @@ pub async fn serve(
     response
         .insert_header((header::CONTENT_TYPE, meta.content_type.clone()))
         .insert_header((header::ETAG, format!("\"{id}\"")))
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        // Served under imchannel's origin: never sniffed, never run as a page.
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"));
     if range.is_some() {
         response.insert_header((
             header::CONTENT_RANGE,
@@ -109,14 +117,13 @@ fn requested_range(req: &HttpRequest, length: u64) -> Result<Option<(u64, u64)>,
     };
     let (first, last) = (first.trim(), last.trim());
     let range = match (first.parse::<u64>(), last.parse::<u64>()) {
-        (Ok(first), Ok(last)) if first <= last => (first, (last + 1).min(length)),
+        (Ok(first), Ok(last)) if first <= last => (first, last.saturating_add(1).min(length)),
         (Ok(first), Err(_)) if last.is_empty() => (first, length),
-        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => {
-            (length.saturating_sub(suffix), length)
-        }
+        (Err(_), Ok(suffix)) if first.is_empty() => (length.saturating_sub(suffix), length),
         _ => return Ok(None),
     };
-    if range.0 >= length {
+    // Past the end, or empty (`bytes=-0`): nothing of the item can be served.
+    if range.0 >= range.1 {
         return Err(());
     }
     Ok(Some(range))

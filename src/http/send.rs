@@ -23,7 +23,7 @@ pub async fn receive(
         "[IMCHANNEL] [onSend] Send received {}",
         String::from_utf8_lossy(&body)
     );
-    let parsed = parse_send(
+    let mut parsed = parse_send(
         &body,
         &tenant.name,
         &tenant.scenario_key,
@@ -33,10 +33,10 @@ pub async fn receive(
         info!("[IMCHANNEL] [onSend] send refused: {text}");
         ApiError::BadRequest(text)
     })?;
-    if let Some(media) = parsed.media {
+    if let Some(media) = &parsed.media {
         let source = MediaSource {
             tenant: tenant.name.clone(),
-            url: media.source,
+            url: media.source.clone(),
             inbound: false,
         };
         state
@@ -45,7 +45,7 @@ pub async fn receive(
             .await
             .map_err(ApiError::store)?;
     }
-    let sends = parsed.sends;
+    let sends = std::mem::take(&mut parsed.sends);
     let answer = accepted_answer(&sends);
     let references: Vec<String> = sends.iter().map(|send| send.message_id.clone()).collect();
     let candidates = sends
@@ -63,6 +63,12 @@ pub async fn receive(
             Outcome::Duplicate | Outcome::Superseded => {
                 info!("[IMCHANNEL] [onSend] messageId {reference} is a resend: not sent again")
             }
+        }
+    }
+    if let Some(media) = &parsed.media {
+        // A resend's media item is not linked from anything that goes on.
+        if !outcomes.contains(&Outcome::Accepted) {
+            state.media.forget(&media.id).await;
         }
     }
     Ok(HttpResponse::Ok().json(answer))

@@ -65,6 +65,9 @@ pub async fn receive(
             Outcome::Duplicate => info!("[IMCHANNEL] [onMessage] messageId {reference} is a duplicate: not passed on again"),
             Outcome::Superseded => info!("[IMCHANNEL] [onMessage] messageId {reference} reports a status older than one passed on: not passed on"),
         }
+        if let (Some(item), Outcome::Duplicate | Outcome::Superseded) = (item, outcome) {
+            state.media.forget(&item.id).await;
+        }
     }
     Ok(HttpResponse::Ok().json(json!({
         "accepted": accepted,

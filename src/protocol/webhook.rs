@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use imchannel_actors::ports::{Candidate, ConversationKey, Lane, Rank};
+use indexmap::IndexMap;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -125,10 +126,16 @@ impl Event {
     /// item (`links`), keeping every other field; the item's id and Infobip's URL.
     pub fn link_media(&mut self, tenant: &str, links: &MediaLinks) -> Option<InboundMedia> {
         let source = self.media_url.take()?;
-        let mut event: Value = serde_json::from_slice(&self.raw).ok()?;
         let id = MediaLinks::new_id();
-        *event.get_mut("message")?.get_mut("url")? = links.inbound(tenant, &id).into();
-        self.raw = event.to_string().into();
+        // Every other value stays exactly as Infobip wrote it, in its place.
+        type RawObject = IndexMap<String, Box<RawValue>>;
+        let mut event: RawObject = serde_json::from_slice(&self.raw).ok()?;
+        let mut message: RawObject = serde_json::from_str(event.get("message")?.get()).ok()?;
+        let link = serde_json::to_string(&links.inbound(tenant, &id)).ok()?;
+        message.insert("url".to_owned(), RawValue::from_string(link).ok()?);
+        let message = RawValue::from_string(serde_json::to_string(&message).ok()?).ok()?;
+        event.insert("message".to_owned(), message);
+        self.raw = serde_json::to_vec(&event).ok()?.into();
         Some(InboundMedia { id, source })
     }
 
@@ -310,6 +317,19 @@ mod tests {
             serde_json::from_slice(&forward_body(&events[0].raw)).expect("forward body is JSON");
         assert_eq!(forwarded["results"][0]["message"]["x"][1], 2);
         assert_eq!(forwarded["messageCount"], 1);
+    }
+
+    /// Linking an inbound media message changes its url and nothing else, byte for byte.
+    #[test]
+    fn linking_media_keeps_every_other_byte() {
+        let event = r#"{"z":1,"messageId":"m","from":"1","price":{"pricePerMessage":0.00,"big":12345678901234567890},"message":{"type":"IMAGE","url":"https://x/1","caption":"a\u00e9"}}"#;
+        let mut events =
+            parse_batch(format!(r#"{{"results":[{event}]}}"#).as_bytes()).expect("valid");
+        let links = MediaLinks::new("http://gw");
+        let media = events[0].link_media("t", &links).expect("an image");
+        assert_eq!(media.source, "https://x/1");
+        let expected = event.replace("https://x/1", &links.inbound("t", &media.id));
+        assert_eq!(String::from_utf8_lossy(&events[0].raw), expected);
     }
 
     /// Errors say where the problem is.

@@ -1,4 +1,5 @@
-//! The embedded store's media: items in this process's memory, within a total byte budget.
+//! The embedded store's media: items in this process's memory, within a total byte budget that
+//! counts their chunks and their sources (a `data:` source can be large).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -9,6 +10,9 @@ use futures::future::{self, BoxFuture, FutureExt};
 use imchannel_actors::media::{MediaMeta, MediaSource, MediaState, MediaStore};
 use imchannel_actors::ports::StoreError;
 
+/// How often, at most, expired items are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Media items of the embedded store.
 pub struct MemoryMedia {
     items: Mutex<Items>,
@@ -16,11 +20,11 @@ pub struct MemoryMedia {
     budget: usize,
 }
 
-#[derive(Default)]
 struct Items {
     by_id: HashMap<String, Item>,
-    /// Bytes held by all chunks together.
+    /// Bytes held by all items together (chunks and sources).
     used: usize,
+    last_sweep: Instant,
 }
 
 struct Item {
@@ -29,11 +33,26 @@ struct Item {
     expires: Instant,
 }
 
+impl Item {
+    /// The bytes this item holds.
+    fn size(&self) -> usize {
+        let source = match &self.state {
+            MediaState::Pending(source) => source.url.len(),
+            _ => 0,
+        };
+        source + self.chunks.values().map(Bytes::len).sum::<usize>()
+    }
+}
+
 impl MemoryMedia {
-    /// Items kept for `ttl`, all chunks together at most `budget` bytes.
+    /// Items kept for `ttl`, all together at most `budget` bytes.
     pub fn new(ttl: Duration, budget: usize) -> Self {
         Self {
-            items: Mutex::new(Items::default()),
+            items: Mutex::new(Items {
+                by_id: HashMap::new(),
+                used: 0,
+                last_sweep: Instant::now(),
+            }),
             ttl,
             budget,
         }
@@ -42,16 +61,27 @@ impl MemoryMedia {
     fn items(&self) -> MutexGuard<'_, Items> {
         self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn full(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "the embedded store's media budget ({} bytes) is full",
+            self.budget
+        ))
+    }
 }
 
 impl Items {
-    /// Forgets expired items and gives their bytes back to the budget.
-    fn sweep(&mut self, now: Instant) {
+    /// Forgets expired items (at most once a second, or at once when `now_or_never`).
+    fn sweep(&mut self, now: Instant, now_or_never: bool) {
+        if !now_or_never && now.duration_since(self.last_sweep) < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
         let mut freed = 0;
         self.by_id.retain(|_, item| {
             let keep = item.expires > now;
             if !keep {
-                freed += item.chunks.values().map(Bytes::len).sum::<usize>();
+                freed += item.size();
             }
             keep
         });
@@ -63,12 +93,29 @@ impl Items {
         self.by_id.get_mut(id).filter(|item| item.expires > now)
     }
 
-    fn set_state(&mut self, id: &str, state: MediaState) -> Result<(), StoreError> {
-        let item = self.live(id).ok_or_else(|| {
-            StoreError::Corrupt(format!("media {id} expired while it was fetched"))
-        })?;
+    /// Makes room for `bytes` more, sweeping if needed.
+    fn room(&mut self, bytes: usize, budget: usize) -> bool {
+        if self.used + bytes > budget {
+            self.sweep(Instant::now(), true);
+        }
+        self.used + bytes <= budget
+    }
+
+    /// Moves a pending item to `state`, dropping its chunks when it failed.
+    fn settle(&mut self, id: &str, state: MediaState) {
+        let Some(item) = self.live(id) else {
+            return;
+        };
+        if !matches!(item.state, MediaState::Pending(_)) {
+            return;
+        }
+        let before = item.size();
+        if matches!(state, MediaState::Failed(_)) {
+            item.chunks.clear();
+        }
         item.state = state;
-        Ok(())
+        let after = item.size();
+        self.used = self.used + after - before;
     }
 }
 
@@ -84,13 +131,19 @@ impl MediaStore for MemoryMedia {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let now = Instant::now();
         let mut items = self.items();
-        items.sweep(now);
+        items.sweep(now, false);
         let item = Item {
             state: MediaState::Pending(source),
             chunks: HashMap::new(),
             expires: now + self.ttl,
         };
-        items.by_id.insert(id, item);
+        if !items.room(item.size(), self.budget) {
+            return ready(Err(self.full()));
+        }
+        items.used += item.size();
+        if let Some(old) = items.by_id.insert(id, item) {
+            items.used -= old.size();
+        }
         ready(Ok(()))
     }
 
@@ -105,14 +158,8 @@ impl MediaStore for MemoryMedia {
         bytes: Bytes,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut items = self.items();
-        if items.used + bytes.len() > self.budget {
-            items.sweep(Instant::now());
-        }
-        if items.used + bytes.len() > self.budget {
-            let budget = self.budget;
-            return ready(Err(StoreError::Unavailable(format!(
-                "the embedded store's media budget ({budget} bytes) is full"
-            ))));
+        if !items.room(bytes.len(), self.budget) {
+            return ready(Err(self.full()));
         }
         let length = bytes.len();
         let Some(item) = items.live(&id) else {
@@ -126,11 +173,21 @@ impl MediaStore for MemoryMedia {
     }
 
     fn finish(&self, id: String, meta: MediaMeta) -> BoxFuture<'static, Result<(), StoreError>> {
-        ready(self.items().set_state(&id, MediaState::Ready(meta)))
+        self.items().settle(&id, MediaState::Ready(meta));
+        ready(Ok(()))
     }
 
     fn fail(&self, id: String, reason: String) -> BoxFuture<'static, Result<(), StoreError>> {
-        ready(self.items().set_state(&id, MediaState::Failed(reason)))
+        self.items().settle(&id, MediaState::Failed(reason));
+        ready(Ok(()))
+    }
+
+    fn forget(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut items = self.items();
+        if let Some(item) = items.by_id.remove(&id) {
+            items.used -= item.size();
+        }
+        ready(Ok(()))
     }
 
     fn chunk(
@@ -142,5 +199,54 @@ impl MediaStore for MemoryMedia {
             .items()
             .live(&id)
             .and_then(|item| item.chunks.get(&index).cloned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> MediaSource {
+        MediaSource {
+            tenant: "t".into(),
+            url: "http://x/y".into(),
+            inbound: true,
+        }
+    }
+
+    /// A failed item gives its chunks back to the budget; a forgotten one everything.
+    #[actix_web::test]
+    async fn failing_and_forgetting_free_the_budget() {
+        let media = MemoryMedia::new(Duration::from_secs(60), 100);
+        media.register("a".into(), source()).await.expect("room");
+        media
+            .put_chunk("a".into(), 0, Bytes::from(vec![0; 80]))
+            .await
+            .expect("room");
+        assert!(
+            media
+                .put_chunk("a".into(), 1, Bytes::from(vec![0; 80]))
+                .await
+                .is_err(),
+            "over budget"
+        );
+        media
+            .fail("a".into(), "broken".into())
+            .await
+            .expect("failed");
+        media
+            .register("b".into(), source())
+            .await
+            .expect("room again");
+        media
+            .put_chunk("b".into(), 0, Bytes::from(vec![0; 80]))
+            .await
+            .expect("room again");
+        media.forget("b".into()).await.expect("forgotten");
+        assert_eq!(
+            media.items().used,
+            0,
+            "nothing held but the failed item's state"
+        );
     }
 }

@@ -9,13 +9,14 @@ use futures::future::{BoxFuture, FutureExt};
 use imchannel_actors::media::{MediaMeta, MediaSource, MediaState, MediaStore};
 use imchannel_actors::ports::StoreError;
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
 /// Media items in Redis.
 pub struct RedisMedia {
     hot: ConnectionManager,
     prefix: String,
     ttl_secs: u64,
+    settle: Script,
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
@@ -29,6 +30,7 @@ impl RedisMedia {
             hot,
             prefix: prefix.to_owned(),
             ttl_secs,
+            settle: Script::new(include_str!("media_settle.lua")),
         }
     }
 
@@ -36,25 +38,24 @@ impl RedisMedia {
         format!("{}:media:{id}", self.prefix)
     }
 
-    /// Sets fields of an item; it keeps the TTL it has (or gets one, had it expired meanwhile).
-    fn update(
+    /// Runs media_settle.lua on an item: `ready`/`failed` with fields, or `forget`.
+    fn settle(
         &self,
         id: &str,
+        outcome: &'static str,
         fields: Vec<(&'static str, String)>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut hot = self.hot.clone();
+        let script = self.settle.clone();
         let key = self.item(id);
-        let ttl = self.ttl_secs;
         async move {
-            redis::pipe()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(ttl)
-                .arg("NX")
-                .ignore()
-                .query_async::<()>(&mut hot)
+            let mut invocation = script.key(&key);
+            invocation.arg(outcome);
+            for (field, value) in &fields {
+                invocation.arg(*field).arg(value);
+            }
+            invocation
+                .invoke_async::<()>(&mut hot)
                 .await
                 .map_err(unavailable)
         }
@@ -145,21 +146,19 @@ impl MediaStore for RedisMedia {
     }
 
     fn finish(&self, id: String, meta: MediaMeta) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.update(
-            &id,
-            vec![
-                ("state", "ready".to_owned()),
-                ("content_type", meta.content_type),
-                ("length", meta.length.to_string()),
-            ],
-        )
+        let fields = vec![
+            ("content_type", meta.content_type),
+            ("length", meta.length.to_string()),
+        ];
+        self.settle(&id, "ready", fields)
     }
 
     fn fail(&self, id: String, reason: String) -> BoxFuture<'static, Result<(), StoreError>> {
-        self.update(
-            &id,
-            vec![("state", "failed".to_owned()), ("reason", reason)],
-        )
+        self.settle(&id, "failed", vec![("reason", reason)])
+    }
+
+    fn forget(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.settle(&id, "forget", Vec::new())
     }
 
     fn chunk(
