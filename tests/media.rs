@@ -510,6 +510,59 @@ async fn guard_rails_refuse_with_a_reason(store: StoreKind) {
     }
 }
 
+/// Two instances on one Redis: an inbound item whose download the first started is served by the
+/// second too, from that one download.
+#[actix_web::test]
+async fn two_instances_share_one_download() {
+    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    let redis = support::redis_server::RedisServer::start().await;
+    let mut settings = support::app::settings(&ctlive, &redis.url());
+    with_infobip(&mut settings, &infobip);
+    let first = TestGateway::spawn_with(settings.clone()).await;
+    let second = TestGateway::spawn_with(settings).await;
+    let document = noise(700_000);
+    infobip.put_file("/default/media/shared", "application/pdf", document.clone());
+    infobip.reply_next([Reply::Hold]);
+    let event = json!({"from": "385910000003", "to": "1", "messageId": "inbound-shared", "message": {"type": "DOCUMENT", "url": infobip.url("/default/media/shared")}});
+    assert_eq!(first.webhook(&batch(vec![event])).await.0, StatusCode::OK);
+    let forwarded = eventually("the event at CTLive", PATIENCE, || {
+        ctlive.taken_events().first().cloned()
+    })
+    .await;
+    let link = forwarded["message"]["url"]
+        .as_str()
+        .expect("a link")
+        .to_owned();
+    let on_second = link.replace(&first.address, &second.address);
+    eventually("the first instance's download held", PATIENCE, || {
+        (infobip.held() == 1).then_some(())
+    })
+    .await;
+    let gets = join_all(
+        [on_second.clone(), link.clone(), on_second]
+            .map(|url| async move { fetch(Method::GET, &url, None).await }),
+    );
+    let release = async {
+        stays(
+            "the download held while the GETs arrive",
+            Duration::from_millis(300),
+            || infobip.held() == 1,
+        )
+        .await;
+        infobip.release_held();
+    };
+    let (answers, ()) = futures::join!(gets, release);
+    for (status, _, bytes) in answers {
+        assert_eq!(status, StatusCode::OK);
+        assert!(bytes == document);
+    }
+    assert_eq!(
+        infobip.hits("/default/media/shared"),
+        1,
+        "one download for both instances"
+    );
+}
+
 on_both_stores!(
     infobip_fetches_outbound_media_in_two_steps,
     a_large_document_is_served_whole_and_in_ranges,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -13,6 +14,12 @@ use futures::FutureExt;
 use log::warn;
 
 use crate::ports::StoreError;
+
+/// How long a claim to fetch an item lasts: longer than any fetch (its attempts are bounded),
+/// short enough that the item is fetched again soon after its fetcher died.
+pub const FETCH_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How often an instance waiting for another's fetch looks at the item.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
 
 /// How big one stored chunk is: what a server holds of an item per request at a time.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -80,6 +87,11 @@ pub trait MediaStore: Send + Sync + 'static {
     fn fail(&self, id: String, reason: String) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Forgets an item whose link was never handed out (its send or event was a duplicate).
     fn forget(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Takes the right to fetch the item for `lease` (one fetcher among the instances sharing
+    /// the store); `false` when another holds it.
+    fn claim(&self, id: String, lease: Duration) -> BoxFuture<'static, Result<bool, StoreError>>;
+    /// Gives the right to fetch the item back (settling the item gives it back too).
+    fn release(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Chunk `index` of the item; `None` when missing or expired.
     fn chunk(
         &self,
@@ -199,25 +211,44 @@ async fn ensure(
     id: String,
 ) -> Result<MediaMeta, MediaError> {
     let stored = |error: StoreError| MediaError::Unavailable(error.to_string());
-    match store.state(id.clone()).await.map_err(stored)? {
-        None => Err(MediaError::NotFound),
-        Some(MediaState::Ready(meta)) => Ok(meta),
-        Some(MediaState::Failed(reason)) => Err(MediaError::FetchFailed(reason)),
-        Some(MediaState::Pending(source)) => match fetcher.fetch(id.clone(), source).await {
-            Ok(meta) => {
-                store.finish(id, meta.clone()).await.map_err(stored)?;
-                Ok(meta)
-            }
-            Err(FetchError::Failed(reason)) => {
-                warn!("[IMCHANNEL] [media] {id} failed for good: {reason}");
-                store.fail(id, reason.clone()).await.map_err(stored)?;
-                Err(MediaError::FetchFailed(reason))
-            }
-            Err(FetchError::Unavailable(reason)) => {
-                warn!("[IMCHANNEL] [media] {id} not fetched for now: {reason}");
-                Err(MediaError::Unavailable(reason))
-            }
-        },
+    loop {
+        let source = match store.state(id.clone()).await.map_err(stored)? {
+            None => return Err(MediaError::NotFound),
+            Some(MediaState::Ready(meta)) => return Ok(meta),
+            Some(MediaState::Failed(reason)) => return Err(MediaError::FetchFailed(reason)),
+            Some(MediaState::Pending(source)) => source,
+        };
+        if store.claim(id.clone(), FETCH_LEASE).await.map_err(stored)? {
+            return fetch_claimed(store, fetcher, id, source).await;
+        }
+        // Another instance is fetching it: wait for its outcome (or for its claim to lapse).
+        actix::clock::sleep(CLAIM_POLL).await;
+    }
+}
+
+/// Fetches an item this instance claimed, records the outcome, gives the claim back.
+async fn fetch_claimed(
+    store: &Arc<dyn MediaStore>,
+    fetcher: &dyn Fetcher,
+    id: String,
+    source: MediaSource,
+) -> Result<MediaMeta, MediaError> {
+    let stored = |error: StoreError| MediaError::Unavailable(error.to_string());
+    match fetcher.fetch(id.clone(), source).await {
+        Ok(meta) => {
+            store.finish(id, meta.clone()).await.map_err(stored)?;
+            Ok(meta)
+        }
+        Err(FetchError::Failed(reason)) => {
+            warn!("[IMCHANNEL] [media] {id} failed for good: {reason}");
+            store.fail(id, reason.clone()).await.map_err(stored)?;
+            Err(MediaError::FetchFailed(reason))
+        }
+        Err(FetchError::Unavailable(reason)) => {
+            warn!("[IMCHANNEL] [media] {id} not fetched for now: {reason}");
+            store.release(id).await.map_err(stored)?;
+            Err(MediaError::Unavailable(reason))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! any instance sharing the Redis serves any id.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
@@ -173,5 +174,29 @@ impl MediaStore for RedisMedia {
             Ok(chunk.map(Bytes::from))
         }
         .boxed()
+    }
+
+    fn claim(&self, id: String, lease: Duration) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let mut hot = self.hot.clone();
+        let key = format!("{}:claim", self.item(&id));
+        async move {
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg("1")
+                .arg("NX")
+                .arg("PX")
+                .arg(lease.as_millis() as u64)
+                .query_async(&mut hot)
+                .await
+                .map_err(unavailable)?;
+            Ok(claimed.is_some())
+        }
+        .boxed()
+    }
+
+    fn release(&self, id: String) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut hot = self.hot.clone();
+        let key = format!("{}:claim", self.item(&id));
+        async move { hot.del::<_, ()>(&key).await.map_err(unavailable) }.boxed()
     }
 }

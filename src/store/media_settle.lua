@@ -1,6 +1,7 @@
 -- Settles a media item, only while it is pending (another instance may have settled it already):
 -- ARGV[1] 'ready' or 'failed' with field/value pairs after it, or 'forget'. A failed or forgotten
--- item's chunks (KEYS[1]:0, :1, ...) are deleted.
+-- item's chunks (KEYS[1]:0, :1, ...) are deleted; the claim to fetch it (KEYS[1]:claim) is given
+-- back either way.
 -- KEYS[1]: the item's hash. Returns 1 when it settled the item, 0 otherwise.
 local function drop_chunks()
   local n = 0
@@ -8,6 +9,7 @@ local function drop_chunks()
     n = n + 1
   end
 end
+redis.call('DEL', KEYS[1] .. ':claim')
 if ARGV[1] == 'forget' then
   drop_chunks()
   redis.call('DEL', KEYS[1])
