@@ -122,6 +122,25 @@ async fn post_inbound(
         .to_owned()
 }
 
+/// GETs all `urls` at once while `source` holds the download back, and releases it once the GETs
+/// had time to arrive and wait for it; their answers.
+async fn get_while_held(
+    source: &StandIn,
+    urls: Vec<String>,
+) -> Vec<(StatusCode, HeaderMap, Bytes)> {
+    let gets = join_all(urls.iter().map(|url| fetch(Method::GET, url, None)));
+    let release = async {
+        stays(
+            "the download held while the GETs arrive",
+            Duration::from_millis(300),
+            || source.held() == 1,
+        )
+        .await;
+        source.release_held();
+    };
+    futures::join!(gets, release).0
+}
+
 /// An image send: Infobip gets imchannel's link; HEAD answers type, length and ETag without a
 /// body, GET and GET again the exact bytes; the source was fetched exactly once.
 async fn infobip_fetches_outbound_media_in_two_steps(store: StoreKind) {
@@ -378,18 +397,7 @@ async fn concurrent_gets_share_one_download(store: StoreKind) {
         (setup.infobip.held() == 1).then_some(())
     })
     .await;
-    let gets = join_all((0..50).map(|_| fetch(Method::GET, &link, None)));
-    let release = async {
-        // The download stays held while the GETs arrive and wait for it.
-        stays(
-            "the download held while the GETs arrive",
-            Duration::from_millis(300),
-            || setup.infobip.held() == 1,
-        )
-        .await;
-        setup.infobip.release_held();
-    };
-    let (answers, ()) = futures::join!(gets, release);
+    let answers = get_while_held(&setup.infobip, vec![link; 50]).await;
     for (status, _, bytes) in answers {
         assert_eq!(status, StatusCode::OK);
         assert!(bytes == voice);
@@ -538,20 +546,7 @@ async fn two_instances_share_one_download() {
         (infobip.held() == 1).then_some(())
     })
     .await;
-    let gets = join_all(
-        [on_second.clone(), link.clone(), on_second]
-            .map(|url| async move { fetch(Method::GET, &url, None).await }),
-    );
-    let release = async {
-        stays(
-            "the download held while the GETs arrive",
-            Duration::from_millis(300),
-            || infobip.held() == 1,
-        )
-        .await;
-        infobip.release_held();
-    };
-    let (answers, ()) = futures::join!(gets, release);
+    let answers = get_while_held(&infobip, vec![on_second.clone(), link, on_second]).await;
     for (status, _, bytes) in answers {
         assert_eq!(status, StatusCode::OK);
         assert!(bytes == document);
