@@ -31,8 +31,10 @@ const MAX_REDIRECTS: usize = 5;
 /// How many times one fetch tries (on 429, 5xx, timeouts, connection errors) before it leaves the
 /// item pending for the next to ask.
 const MAX_ATTEMPTS: u32 = 6;
-/// The longest one download attempt may take, however steadily the bytes come.
-const ATTEMPT_LIMIT: Duration = Duration::from_secs(600);
+/// The longest one download attempt may take, however steadily the bytes come (100 MiB, the
+/// largest item, in that time is under 1 MB/s). All attempts of a fetch fit in its claim
+/// ([`FETCH_LEASE`](imchannel_actors::media::FETCH_LEASE)), so two instances never fetch at once.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(120);
 /// The type of a source that declares none.
 const DEFAULT_TYPE: &str = "application/octet-stream";
 

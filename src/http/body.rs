@@ -11,7 +11,7 @@ use super::tenant_of;
 use crate::state::{AppState, Tenant};
 
 /// The whole body, or `TooLarge` as soon as it is known to pass `limit`.
-pub async fn read_limited(
+async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
