@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::media::{Media, MediaArbiter};
 use crate::protocol::media_links::MediaLinks;
 use crate::state::AppState;
+use crate::store::SharedPace;
 use crate::{http, store};
 
 /// Why the gateway could not start.
@@ -69,8 +70,8 @@ impl GatewayBuilder {
         let stores = store::open(&settings.store, &instance).await?;
         let store = stores.work;
         let timeout = settings.delivery.timeout();
-        let (media, media_arbiter) = start_media(&settings, stores.media);
-        let infobip = Arc::new(infobip::targets(&settings));
+        let (media, media_arbiter) = start_media(&settings, stores.media, stores.pace.clone());
+        let infobip = Arc::new(infobip::targets(&settings, stores.pace.clone()));
         let sending_media = media.clone();
         let outbound = move || {
             Rc::new(InfobipSender::new(
@@ -149,8 +150,12 @@ impl Gateway {
 }
 
 /// Starts the media cache on an arbiter of its own, fetching with the tenants' media rules.
-fn start_media(settings: &Settings, store: Arc<dyn MediaStore>) -> (Media, MediaArbiter) {
-    let rules = Arc::new(media_fetch::rules(settings));
+fn start_media(
+    settings: &Settings,
+    store: Arc<dyn MediaStore>,
+    pace: Option<Arc<dyn SharedPace>>,
+) -> (Media, MediaArbiter) {
+    let rules = Arc::new(media_fetch::rules(settings, pace));
     let timeout = settings.delivery.timeout();
     let max_bytes = settings.store.media_max_bytes;
     let retry = limits(settings).retry;

@@ -394,6 +394,42 @@ async fn sends_are_paced_to_infobip_rps(store: StoreKind) {
     );
 }
 
+/// Two instances on one Redis share the tenant's `infobip_rps`: twenty-one sends split between
+/// them reach Infobip no faster than the one cap allows.
+#[actix_web::test]
+async fn instances_on_one_redis_share_the_cap() {
+    let (ctlive, infobip) = (StandIn::start(), StandIn::start());
+    let redis = support::redis_server::RedisServer::start().await;
+    let mut settings = support::app::settings(&ctlive, &redis.url());
+    with_infobip(&mut settings, &infobip);
+    for tenant in settings.tenants.values_mut() {
+        tenant.infobip_rps = 20;
+    }
+    let first = TestGateway::spawn_with(settings.clone()).await;
+    let second = TestGateway::spawn_with(settings).await;
+    let sends: Vec<Value> = (0..21)
+        .map(|n| send_to(&format!("4179800{n:04}"), &format!("shared-cap-{n}"), "x"))
+        .collect();
+    join_all(sends.iter().enumerate().map(|(n, send)| {
+        if n % 2 == 0 {
+            first.send(send)
+        } else {
+            second.send(send)
+        }
+    }))
+    .await;
+    eventually("every send at Infobip", PATIENCE, || {
+        (infobip.taken().len() == 21).then_some(())
+    })
+    .await;
+    let received = infobip.received();
+    let span = received[20].at.duration_since(received[0].at);
+    assert!(
+        span >= Duration::from_millis(950),
+        "21 sends at 20/s across two instances took only {span:?}"
+    );
+}
+
 on_both_stores!(
     sends_keep_submission_order_through_failures,
     a_refused_send_becomes_a_rejected_report,

@@ -19,6 +19,7 @@ use crate::config::{InfobipAuth, Secret, Settings};
 use crate::media::Media;
 use crate::protocol::media_links::{MediaLinks, OUTBOUND_MEDIA};
 use crate::protocol::omni::{error_text, rejected_report, rejected_status, Rejection};
+use crate::store::SharedPace;
 
 /// Where and how one tenant's sends go.
 pub struct InfobipTarget {
@@ -26,14 +27,14 @@ pub struct InfobipTarget {
     authorization: Secret,
     /// How the log names the credentials sent (never the credentials themselves).
     auth_kind: &'static str,
-    pacer: Pacer,
+    pacer: Arc<Pacer>,
 }
 
 /// Every tenant's Infobip target, by tenant name.
 pub type InfobipTargets = HashMap<String, InfobipTarget>;
 
-/// The Infobip targets of every configured tenant.
-pub fn targets(settings: &Settings) -> InfobipTargets {
+/// The Infobip targets of every configured tenant, paced across instances with `pace`.
+pub fn targets(settings: &Settings, pace: Option<Arc<dyn SharedPace>>) -> InfobipTargets {
     settings
         .tenants
         .iter()
@@ -49,7 +50,10 @@ pub fn targets(settings: &Settings) -> InfobipTargets {
                 ),
                 authorization: tenant.infobip_authorization(),
                 auth_kind,
-                pacer: Pacer::new(tenant.infobip_rps),
+                pacer: Arc::new(Pacer::new(
+                    tenant.infobip_rps,
+                    pace.clone().map(|pace| (pace, format!("infobip:{name}"))),
+                )),
             };
             (name.clone(), target)
         })
@@ -105,7 +109,7 @@ impl Sink for InfobipSender {
             let failure = DeliveryFailure::permanent(&reason).with_notice(notice(rejection));
             return future::ready(Err(failure)).boxed_local();
         };
-        let wait = target.pacer.reserve();
+        let pacer = target.pacer.clone();
         let request = self
             .client
             .post(&target.url)
@@ -135,9 +139,7 @@ impl Sink for InfobipSender {
                     failure.with_notice(notice(rejection))
                 })?;
             }
-            if !wait.is_zero() {
-                actix_web::rt::time::sleep(wait).await;
-            }
+            pacer.wait().await;
             info!(
                 "[IMCHANNEL] [sendMessage] request to [{url}] Data [{}] with {auth_kind} header",
                 String::from_utf8_lossy(&body)

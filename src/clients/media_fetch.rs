@@ -25,6 +25,7 @@ use log::info;
 
 use super::pacer::Pacer;
 use crate::config::{Secret, Settings};
+use crate::store::SharedPace;
 
 /// How many redirects one fetch follows.
 const MAX_REDIRECTS: usize = 5;
@@ -71,8 +72,8 @@ pub struct MediaRules {
 /// Every tenant's media rules, by tenant name.
 pub type MediaRuleBook = HashMap<String, MediaRules>;
 
-/// The media rules of every configured tenant.
-pub fn rules(settings: &Settings) -> MediaRuleBook {
+/// The media rules of every configured tenant, downloads paced across instances with `pace`.
+pub fn rules(settings: &Settings, pace: Option<Arc<dyn SharedPace>>) -> MediaRuleBook {
     settings
         .tenants
         .iter()
@@ -94,7 +95,10 @@ pub fn rules(settings: &Settings) -> MediaRuleBook {
                 infobip,
                 allow_private: tenant.allow_private_media_hosts,
                 authorization: tenant.infobip_authorization(),
-                pacer: Pacer::new(tenant.media_rps),
+                pacer: Pacer::new(
+                    tenant.media_rps,
+                    pace.clone().map(|pace| (pace, format!("media:{name}"))),
+                ),
             };
             (name.clone(), rules)
         })
@@ -168,10 +172,7 @@ impl Fetcher for HttpFetcher {
             let mut failures = 0;
             loop {
                 if source.inbound {
-                    let wait = rules.pacer.reserve();
-                    if !wait.is_zero() {
-                        sleep(wait).await;
-                    }
+                    rules.pacer.wait().await;
                 }
                 let attempt = timeout(ATTEMPT_LIMIT, download(&client, rules, &source, &writer))
                     .await

@@ -4,6 +4,7 @@
 mod media_memory;
 mod media_redis;
 mod memory;
+mod pace;
 mod redis;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use imchannel_actors::ports::{Envelope, Store, StoreError};
 pub use self::media_memory::MemoryMedia;
 pub use self::media_redis::RedisMedia;
 pub use self::memory::MemoryStore;
+pub use self::pace::{RedisPace, SharedPace};
 pub use self::redis::RedisStore;
 use crate::config::StoreSettings;
 
@@ -24,6 +26,8 @@ pub struct Stores {
     pub work: Arc<dyn Store>,
     /// Media items, in chunks.
     pub media: Arc<dyn MediaStore>,
+    /// Rates shared by the instances on one Redis; none for the embedded store.
+    pub pace: Option<Arc<dyn SharedPace>>,
 }
 
 /// Opens the stores the settings name: Redis when `redis_url` is set, memory otherwise.
@@ -35,6 +39,7 @@ pub async fn open(settings: &StoreSettings, instance: &str) -> Result<Stores, St
         Ok(Stores {
             work: Arc::new(MemoryStore::new(dedup_ttl)),
             media: Arc::new(MemoryMedia::new(media_ttl, settings.media_budget_bytes)),
+            pace: None,
         })
     } else {
         let store = RedisStore::connect(settings, instance).await?;
@@ -43,9 +48,11 @@ pub async fn open(settings: &StoreSettings, instance: &str) -> Result<Stores, St
             &settings.key_prefix,
             settings.media_ttl_secs,
         );
+        let pace = RedisPace::new(store.connection(), &settings.key_prefix);
         Ok(Stores {
             work: Arc::new(store),
             media: Arc::new(media),
+            pace: Some(Arc::new(pace)),
         })
     }
 }
