@@ -64,6 +64,9 @@ impl GatewayBuilder {
     /// accepted but did not pass on. Must run inside an actix `System`.
     pub async fn build(self) -> Result<Gateway, StartError> {
         let settings = self.settings;
+        // awc's TLS (https to Infobip, CTLive and media sources) needs a process-wide crypto
+        // provider; ring is the one built in. Installed already (by a host) is fine too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let instance = self
             .instance
             .unwrap_or_else(|| format!("{}:{}", hostname(), std::process::id()));
