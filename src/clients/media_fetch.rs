@@ -4,10 +4,11 @@
 //! private address unless the tenant allows it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::rt::time::{sleep, timeout};
@@ -107,7 +108,11 @@ pub fn rules(settings: &Settings, pace: Option<Arc<dyn SharedPace>>) -> MediaRul
 
 /// The fetcher of the media arbiter.
 pub struct HttpFetcher {
+    /// For tenants that allow private media hosts.
     client: awc::Client,
+    /// For the others: its resolver refuses private addresses when it connects, so a name
+    /// checked public cannot turn private for the connection (DNS rebinding).
+    public_only: awc::Client,
     /// How long a download may go without a byte.
     idle: Duration,
     rules: Arc<MediaRuleBook>,
@@ -127,7 +132,14 @@ impl HttpFetcher {
         max_bytes: u64,
         retry: RetryPolicy,
     ) -> Self {
+        let public_only = awc::Connector::new()
+            .connector(TcpConnector::new(Resolver::custom(PublicOnly)).service());
         Self {
+            public_only: awc::Client::builder()
+                .connector(public_only)
+                .timeout(timeout)
+                .disable_redirects()
+                .finish(),
             client: awc::Client::builder()
                 .timeout(timeout)
                 .disable_redirects()
@@ -153,7 +165,7 @@ impl Fetcher for HttpFetcher {
         id: String,
         source: MediaSource,
     ) -> LocalBoxFuture<'static, Result<MediaMeta, FetchError>> {
-        let client = self.client.clone();
+        let (client, public_only) = (self.client.clone(), self.public_only.clone());
         let rules = self.rules.clone();
         let writer = ChunkWriter {
             store: self.store.clone(),
@@ -169,6 +181,7 @@ impl Fetcher for HttpFetcher {
             if let Some(data) = source.url.strip_prefix("data:") {
                 return writer.write_data_url(data).await;
             }
+            let client = if rules.allow_private { client } else { public_only };
             let mut failures = 0;
             loop {
                 if source.inbound {
@@ -337,6 +350,27 @@ async fn check_target(uri: &Uri, rules: &MediaRules, inbound: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Resolves host names for downloads, refusing any that resolves to a private address.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            if let Some(private) = addresses.iter().find(|address| is_private(address.ip())) {
+                return Err(
+                    format!("{host} resolves to the private address {}", private.ip()).into(),
+                );
+            }
+            Ok(addresses)
+        })
+    }
 }
 
 /// Whether an address is not on the public internet: loopback, private, link-local, shared,
@@ -530,6 +564,16 @@ mod tests {
                 "{public} is public"
             );
         }
+    }
+
+    /// The downloads' resolver refuses names of private addresses when it connects.
+    #[actix_web::test]
+    async fn the_public_resolver_refuses_private_names() {
+        let refused = PublicOnly
+            .lookup("localhost", 80)
+            .await
+            .expect_err("localhost is private");
+        assert!(refused.to_string().contains("private address"), "{refused}");
     }
 
     /// Redirects resolve against the URL that answered, in every form a Location takes.
