@@ -161,7 +161,7 @@ fn start_media(
     let rules = Arc::new(media_fetch::rules(settings, pace));
     let timeout = settings.delivery.timeout();
     let max_bytes = settings.store.media_max_bytes;
-    let retry = limits(settings).retry;
+    let retry = retry_policy(settings);
     let fetch_into = store.clone();
     let fetchers: FetcherFactory = Arc::new(move || {
         Rc::new(HttpFetcher::new(
@@ -210,17 +210,22 @@ pub fn hostname() -> String {
 
 /// The registry's bounds and timings from the settings.
 fn limits(settings: &Settings) -> Limits {
-    let delivery = &settings.delivery;
     Limits {
         shards: worker_count(settings),
         max_live: settings.conversation.max_live,
         max_backlog: settings.conversation.max_backlog,
         idle: Duration::from_secs(settings.conversation.idle_secs),
-        retry: RetryPolicy {
-            initial: Duration::from_millis(delivery.initial_backoff_ms),
-            max: Duration::from_millis(delivery.max_backoff_ms.max(delivery.initial_backoff_ms)),
-            max_age: Duration::from_secs(delivery.max_age_secs),
-        },
+        retry: retry_policy(settings),
+    }
+}
+
+/// How deliveries and fetches retry, from `[delivery]`.
+fn retry_policy(settings: &Settings) -> RetryPolicy {
+    let delivery = &settings.delivery;
+    RetryPolicy {
+        initial: Duration::from_millis(delivery.initial_backoff_ms),
+        max: Duration::from_millis(delivery.max_backoff_ms.max(delivery.initial_backoff_ms)),
+        max_age: Duration::from_secs(delivery.max_age_secs),
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use futures::future::join_all;
+
 use actix::{Addr, Arbiter};
 use imchannel_actors::media::{
     Ensure, MediaCache, MediaError, MediaMeta, MediaSource, MediaStore, Prefetch,
@@ -31,9 +33,12 @@ impl Media {
         }
     }
 
-    /// Records where item `id` comes from, before its link is handed out.
-    pub async fn register(&self, id: &str, source: MediaSource) -> Result<(), StoreError> {
-        self.store.register(id.to_owned(), source).await
+    /// Records where each item comes from, before their links are handed out; all at once.
+    pub async fn register_all(&self, items: Vec<(String, MediaSource)>) -> Result<(), StoreError> {
+        let registering = items
+            .into_iter()
+            .map(|(id, source)| self.store.register(id, source));
+        join_all(registering).await.into_iter().collect()
     }
 
     /// Resolves when item `id` is in the store, fetching it first if nobody has. An id that is
@@ -48,12 +53,15 @@ impl Media {
             .unwrap_or_else(|error| Err(MediaError::Unavailable(error.to_string())))
     }
 
-    /// Forgets item `id`, whose link was never handed out; a store that does not answer leaves
-    /// it to expire.
-    pub async fn forget(&self, id: &str) {
-        if let Err(error) = self.store.forget(id.to_owned()).await {
-            log::warn!("[IMCHANNEL] [media] {id} unused, left to expire: {error}");
-        }
+    /// Forgets item `id`, whose link was never handed out, in the background; a store that does
+    /// not answer leaves it to expire.
+    pub fn forget(&self, id: &str) {
+        let (store, id) = (self.store.clone(), id.to_owned());
+        actix::spawn(async move {
+            if let Err(error) = store.forget(id.clone()).await {
+                log::warn!("[IMCHANNEL] [media] {id} unused, left to expire: {error}");
+            }
+        });
     }
 
     /// Starts fetching item `id` now, in the background.

@@ -208,19 +208,17 @@ impl Conversation {
             self.move_on(lane, completion, ctx);
             return;
         };
-        let failures = state.failures + 1;
-        self.lane(lane).failures = failures;
-        let state = &self.lanes[lane.index()];
-        let Some(head) = state.queue.front() else {
-            return;
-        };
+        // Only failures pay for a copy of the head.
+        let head = head.clone();
+        let state = self.lane(lane);
+        state.failures += 1;
+        let (failures, sink) = (state.failures, state.sink.name());
         let retry_in = match failure.retry {
             RetryHint::Later { not_before } => {
                 self.retry.next_attempt(failures, not_before, head.age())
             }
             RetryHint::Never => None,
         };
-        let sink = state.sink.name();
         if let Some(delay) = retry_in {
             info!(
                 "[IMCHANNEL] [{sink}] messageId {} conversation {} attempt {failures} failed: {}; retrying in {} ms",
@@ -243,16 +241,15 @@ impl Conversation {
                 "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {failures} attempts: {}; moved to the dead letters",
                 head.reference, self.key, failure.reason
             );
-            let parking = self.store.dead_letter(head.clone(), failure.reason);
+            let parking = self.store.dead_letter(head, failure.reason);
             self.move_on(lane, parking, ctx);
             return;
         };
         warn!(
-            "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {failures} attempts: {}; the failure is passed on {}",
+            "[IMCHANNEL] [{sink}] messageId {} conversation {} failed for good after {failures} attempts: {}; a notice of it goes the other way",
             head.reference,
             self.key,
             failure.reason,
-            lane.other().code()
         );
         let notice = Candidate {
             dedup_key: notice.dedup_key,
@@ -260,10 +257,10 @@ impl Conversation {
             conversation: self.key.clone(),
             lane: lane.other(),
             after: None,
-            reference: head.reference.clone(),
+            reference: head.reference,
             payload: notice.payload,
         };
-        self.give_notice(lane, head.receipt.clone(), notice, 1, ctx);
+        self.give_notice(lane, head.receipt, notice, 1, ctx);
     }
 
     /// Replaces the head of `lane`, which failed for good, by `notice` in the store, and moves on

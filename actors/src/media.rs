@@ -45,13 +45,6 @@ pub struct MediaMeta {
     pub length: u64,
 }
 
-impl MediaMeta {
-    /// How many chunks hold it.
-    pub fn chunks(&self) -> u64 {
-        self.length.div_ceil(CHUNK_BYTES as u64)
-    }
-}
-
 /// Where an item stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MediaState {
@@ -233,23 +226,28 @@ async fn fetch_claimed(
     id: String,
     source: MediaSource,
 ) -> Result<MediaMeta, MediaError> {
-    let stored = |error: StoreError| MediaError::Unavailable(error.to_string());
-    match fetcher.fetch(id.clone(), source).await {
-        Ok(meta) => {
-            store.finish(id, meta.clone()).await.map_err(stored)?;
-            Ok(meta)
-        }
+    let outcome = match fetcher.fetch(id.clone(), source).await {
+        Ok(meta) => store
+            .finish(id.clone(), meta.clone())
+            .await
+            .map(|()| Ok(meta)),
         Err(FetchError::Failed(reason)) => {
             warn!("[IMCHANNEL] [media] {id} failed for good: {reason}");
-            store.fail(id, reason.clone()).await.map_err(stored)?;
-            Err(MediaError::FetchFailed(reason))
+            store
+                .fail(id.clone(), reason.clone())
+                .await
+                .map(|()| Err(MediaError::FetchFailed(reason)))
         }
         Err(FetchError::Unavailable(reason)) => {
             warn!("[IMCHANNEL] [media] {id} not fetched for now: {reason}");
-            store.release(id).await.map_err(stored)?;
-            Err(MediaError::Unavailable(reason))
+            Ok(Err(MediaError::Unavailable(reason)))
         }
+    };
+    // Settling gives the claim back; anything else must, so that the next to ask can try.
+    if !matches!(outcome, Ok(Ok(_)) | Ok(Err(MediaError::FetchFailed(_)))) {
+        let _released = store.release(id).await;
     }
+    outcome.unwrap_or_else(|error| Err(MediaError::Unavailable(error.to_string())))
 }
 
 impl Handler<Ensure> for MediaCache {

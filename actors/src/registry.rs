@@ -120,8 +120,8 @@ impl RegistryShard {
         })
     }
 
-    /// Stops the conversations idle for at least `min_idle`; returns how many.
-    fn retire_idle(&mut self, min_idle: Duration) -> usize {
+    /// Stops the conversations idle for at least `min_idle`.
+    fn retire_idle(&mut self, min_idle: Duration) {
         let now = Instant::now();
         let before = self.conversations.len();
         self.conversations
@@ -134,7 +134,6 @@ impl RegistryShard {
             });
         let retired = before - self.conversations.len();
         self.shared.live.fetch_sub(retired, Ordering::AcqRel);
-        retired
     }
 
     /// Gives back reservations that were not used.
@@ -205,14 +204,14 @@ impl Handler<Reserve> for RegistryShard {
 
 /// Stops this shard's conversations idle for at least the given time.
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "()")]
 struct RetireIdle(Duration);
 
 impl Handler<RetireIdle> for RegistryShard {
-    type Result = usize;
+    type Result = ();
 
-    fn handle(&mut self, RetireIdle(min_idle): RetireIdle, _: &mut Self::Context) -> usize {
-        self.retire_idle(min_idle)
+    fn handle(&mut self, RetireIdle(min_idle): RetireIdle, _: &mut Self::Context) {
+        self.retire_idle(min_idle);
     }
 }
 

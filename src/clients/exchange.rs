@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use awc::error::SendRequestError;
 use awc::SendClientRequest;
@@ -54,11 +54,7 @@ pub async fn exchange(request: SendClientRequest) -> Result<Answer, Failed> {
         }
     })?;
     let status = response.status();
-    let not_before = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(retry_after);
+    let not_before = retry_after(response.headers());
     let body = response
         .body()
         .limit(ANSWER_LIMIT)
@@ -72,10 +68,7 @@ pub async fn exchange(request: SendClientRequest) -> Result<Answer, Failed> {
         status.as_u16(),
         String::from_utf8_lossy(&body[..body.len().min(REASON_LIMIT)])
     );
-    let transient = status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error();
-    let failure = if transient {
+    let failure = if is_transient(status) {
         DeliveryFailure::transient(reason, not_before)
     } else {
         DeliveryFailure::permanent(reason)
@@ -87,8 +80,23 @@ pub async fn exchange(request: SendClientRequest) -> Result<Answer, Failed> {
     })
 }
 
+/// Whether an answer with `status` is worth another try: 408, 429 and 5xx.
+pub fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// The pause an answer's `Retry-After` asks for, if it asks for one.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(retry_after_value)
+}
+
 /// A `Retry-After` value: delay-seconds or an HTTP date.
-fn retry_after(value: &str) -> Option<Duration> {
+fn retry_after_value(value: &str) -> Option<Duration> {
     let value = value.trim();
     match value.parse::<u64>() {
         Ok(seconds) => Some(Duration::from_secs(seconds)),
@@ -105,17 +113,17 @@ mod tests {
     /// Both forms of `Retry-After` are understood; garbage is ignored.
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after_value(" 7 "), Some(Duration::from_secs(7)));
         let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
-        let pause = retry_after(&in_a_minute).expect("a date");
+        let pause = retry_after_value(&in_a_minute).expect("a date");
         assert!(
             pause > Duration::from_secs(55) && pause <= Duration::from_secs(60),
             "{pause:?}"
         );
         assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            retry_after_value("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
-        assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after_value("soon"), None);
     }
 }

@@ -18,7 +18,8 @@ pub struct InboundEvent {
     pub customer: String,
     /// Infobip's messageId.
     pub message_id: String,
-    /// The event's JSON exactly as Infobip sent it.
+    /// The event's JSON as Infobip sent it, but for a media message's `message.url`, which
+    /// points at imchannel's copy.
     pub event: Bytes,
 }
 

@@ -191,6 +191,11 @@ impl Sink for InfobipSender {
 
 /// The media item a send's body links to, if any.
 fn media_id(body: &[u8], links: &MediaLinks) -> Option<String> {
+    // Most sends are text: they are not parsed again.
+    let prefix = links.prefix().as_bytes();
+    if !body.windows(prefix.len()).any(|window| window == prefix) {
+        return None;
+    }
     let send: serde_json::Value = serde_json::from_slice(body).ok()?;
     let whatsapp = send.get("whatsApp")?;
     OUTBOUND_MEDIA

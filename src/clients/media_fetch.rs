@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::rt::time::{sleep, timeout};
 use awc::http::Uri;
 use base64::engine::general_purpose::STANDARD;
@@ -19,11 +18,13 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::StreamExt;
 use imchannel_actors::media::{
-    FetchError, Fetcher, MediaMeta, MediaSource, MediaStore, CHUNK_BYTES,
+    FetchError, Fetcher, MediaMeta, MediaSource, MediaStore, CHUNK_BYTES, FETCH_LEASE,
 };
 use imchannel_actors::retry::RetryPolicy;
 use log::info;
 
+use super::exchange::{is_transient, retry_after};
+use super::loggable_url;
 use super::pacer::Pacer;
 use crate::config::{Secret, Settings};
 use crate::store::SharedPace;
@@ -34,9 +35,11 @@ const MAX_REDIRECTS: usize = 5;
 /// item pending for the next to ask.
 const MAX_ATTEMPTS: u32 = 6;
 /// The longest one download attempt may take, however steadily the bytes come (100 MiB, the
-/// largest item, in that time is under 1 MB/s). All attempts of a fetch fit in its claim
-/// ([`FETCH_LEASE`](imchannel_actors::media::FETCH_LEASE)), so two instances never fetch at once.
+/// largest item, in that time is under 1 MB/s).
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(120);
+/// How long before its claim lapses a fetch gives up (leaving the item pending), so that two
+/// instances never fetch one item at once.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
 /// The type of a source that declares none.
 const DEFAULT_TYPE: &str = "application/octet-stream";
 
@@ -183,13 +186,16 @@ impl Fetcher for HttpFetcher {
             }
             let client = if rules.allow_private { client } else { public_only };
             let mut failures = 0;
+            // The whole fetch ends within its claim, so no other instance starts it meanwhile.
+            let deadline = Instant::now() + FETCH_LEASE.saturating_sub(LEASE_MARGIN);
             loop {
                 if source.inbound {
                     rules.pacer.wait().await;
                 }
-                let attempt = timeout(ATTEMPT_LIMIT, download(&client, rules, &source, &writer))
+                let limit = ATTEMPT_LIMIT.min(deadline.saturating_duration_since(Instant::now()));
+                let attempt = timeout(limit, download(&client, rules, &source, &writer))
                     .await
-                    .unwrap_or_else(|_| Err(Attempt::Retry(format!("took longer than {ATTEMPT_LIMIT:?}"), None)));
+                    .unwrap_or_else(|_| Err(Attempt::Retry(format!("took longer than {limit:?}"), None)));
                 match attempt {
                     Ok(meta) => {
                         info!("[IMCHANNEL] [media] {id} fetched: {} bytes of {}", meta.length, meta.content_type);
@@ -202,6 +208,9 @@ impl Fetcher for HttpFetcher {
                             return Err(FetchError::Unavailable(format!("{reason} ({failures} attempts)")));
                         }
                         let pause = retry.delay(failures, not_before);
+                        if Instant::now() + pause >= deadline {
+                            return Err(FetchError::Unavailable(format!("{reason} (out of time for this fetch)")));
+                        }
                         info!(
                             "[IMCHANNEL] [media] {id} attempt {failures} failed: {reason}; retrying in {} ms",
                             pause.as_millis()
@@ -226,7 +235,7 @@ async fn download(
     for _ in 0..=MAX_REDIRECTS {
         let uri: Uri = url
             .parse()
-            .map_err(|_| Attempt::Fail(format!("not a URL: {url}")))?;
+            .map_err(|_| Attempt::Fail(format!("not a URL: {}", loggable_url(&url))))?;
         check_target(&uri, rules, source.inbound).await?;
         // Compressed answers are refused: the size cap must hold for the bytes as they come.
         let mut request = client
@@ -256,16 +265,8 @@ async fn download(
         }
         if !status.is_success() {
             let reason = format!("the source answered HTTP {}", status.as_u16());
-            let not_before = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse().ok())
-                .map(Duration::from_secs);
-            let transient = status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::REQUEST_TIMEOUT
-                || status.is_server_error();
-            return Err(if transient {
+            let not_before = retry_after(response.headers());
+            return Err(if is_transient(status) {
                 Attempt::Retry(reason, not_before)
             } else {
                 Attempt::Fail(reason)
@@ -327,7 +328,8 @@ async fn check_target(uri: &Uri, rules: &MediaRules, inbound: bool) -> Result<()
         .filter(|origin| origin.scheme == "http" || origin.scheme == "https")
         .ok_or_else(|| {
             Attempt::Fail(format!(
-                "refused {uri}: only http and https sources are fetched"
+                "refused {}: only http and https sources are fetched",
+                loggable_url(&uri.to_string())
             ))
         })?;
     let host = &origin.host;

@@ -9,7 +9,7 @@ use log::info;
 
 use super::body::admit;
 use super::error::ApiError;
-use crate::protocol::omni::{accepted_answer, parse_send};
+use crate::protocol::omni::{accepted_answer, parse_send, ParsedSend};
 use crate::state::AppState;
 
 /// Takes an OMNI advanced send.
@@ -23,7 +23,7 @@ pub async fn receive(
         "[IMCHANNEL] [onSend] Send received {}",
         String::from_utf8_lossy(&body)
     );
-    let mut parsed = parse_send(
+    let parsed = parse_send(
         &body,
         &tenant.name,
         &tenant.scenario_key,
@@ -33,42 +33,37 @@ pub async fn receive(
         info!("[IMCHANNEL] [onSend] send refused: {text}");
         ApiError::BadRequest(text)
     })?;
-    if let Some(media) = &parsed.media {
+    let ParsedSend { sends, media } = parsed;
+    if let Some(media) = &media {
         let source = MediaSource {
             tenant: tenant.name.clone(),
             url: media.source.clone(),
             inbound: false,
         };
-        state
-            .media
-            .register(&media.id, source)
-            .await
-            .map_err(ApiError::store)?;
+        let registering = state.media.register_all(vec![(media.id.clone(), source)]);
+        registering.await.map_err(ApiError::store)?;
     }
-    let sends = std::mem::take(&mut parsed.sends);
     let answer = accepted_answer(&sends);
     let references: Vec<String> = sends.iter().map(|send| send.message_id.clone()).collect();
     let candidates = sends
         .into_iter()
         .map(|send| send.into_candidate(&tenant.name))
         .collect();
-    let outcomes = state
-        .intake
-        .submit(candidates)
-        .await
-        .map_err(ApiError::on_send)?;
+    let submitted = state.intake.submit(candidates).await;
+    // A media item linked from nothing that goes on (the send was refused, or is a resend).
+    let linked = submitted
+        .as_ref()
+        .is_ok_and(|outcomes| outcomes.contains(&Outcome::Accepted));
+    if let (Some(media), false) = (&media, linked) {
+        state.media.forget(&media.id);
+    }
+    let outcomes = submitted.map_err(ApiError::on_send)?;
     for (reference, outcome) in references.iter().zip(&outcomes) {
         match outcome {
             Outcome::Accepted => info!("[IMCHANNEL] [onSend] messageId {reference} accepted"),
             Outcome::Duplicate | Outcome::Superseded => {
                 info!("[IMCHANNEL] [onSend] messageId {reference} is a resend: not sent again")
             }
-        }
-    }
-    if let Some(media) = &parsed.media {
-        // A resend's media item is not linked from anything that goes on.
-        if !outcomes.contains(&Outcome::Accepted) {
-            state.media.forget(&media.id).await;
         }
     }
     Ok(HttpResponse::Ok().json(answer))

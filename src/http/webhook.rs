@@ -31,18 +31,19 @@ pub async fn receive(
         .iter_mut()
         .map(|event| event.link_media(&tenant.name, &state.media.links))
         .collect();
-    for item in media.iter().flatten() {
+    let sources = media.iter().flatten().map(|item| {
         let source = MediaSource {
             tenant: tenant.name.clone(),
             url: item.source.clone(),
             inbound: true,
         };
-        state
-            .media
-            .register(&item.id, source)
-            .await
-            .map_err(ApiError::store)?;
-    }
+        (item.id.clone(), source)
+    });
+    state
+        .media
+        .register_all(sources.collect())
+        .await
+        .map_err(ApiError::store)?;
     let references: Vec<String> = events
         .iter()
         .map(|event| event.message_id.clone())
@@ -51,7 +52,13 @@ pub async fn receive(
         .into_iter()
         .map(|event| event.into_candidate(&tenant.name))
         .collect();
-    let outcomes = state.intake.submit(candidates).await?;
+    let outcomes = state.intake.submit(candidates).await.inspect_err(|_| {
+        // Nothing of the batch was accepted: no link of it was handed out.
+        media
+            .iter()
+            .flatten()
+            .for_each(|item| state.media.forget(&item.id));
+    })?;
     let mut accepted = 0;
     for ((reference, outcome), item) in references.iter().zip(&outcomes).zip(&media) {
         match outcome {
@@ -66,7 +73,7 @@ pub async fn receive(
             Outcome::Superseded => info!("[IMCHANNEL] [onMessage] messageId {reference} reports a status older than one passed on: not passed on"),
         }
         if let (Some(item), Outcome::Duplicate | Outcome::Superseded) = (item, outcome) {
-            state.media.forget(&item.id).await;
+            state.media.forget(&item.id);
         }
     }
     Ok(HttpResponse::Ok().json(json!({

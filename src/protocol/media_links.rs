@@ -28,6 +28,11 @@ impl MediaLinks {
         }
     }
 
+    /// The base every link starts with.
+    pub fn prefix(&self) -> &str {
+        &self.public_url
+    }
+
     /// A new, unguessable media id.
     pub fn new_id() -> String {
         uuid::Uuid::new_v4().to_string()

@@ -163,7 +163,7 @@ fn split(send: &Map<String, Value>, index: usize, destination: Value) -> Result<
     // The conversation is keyed without a leading `+`; the body keeps the number as sent.
     let phone = phone
         .as_str()
-        .map(|number| number.strip_prefix('+').unwrap_or(number))
+        .map(super::customer_number)
         .filter(|number| {
             !number.is_empty()
                 && number.len() <= MAX_PHONE_DIGITS

@@ -240,10 +240,9 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.trim().is_empty())
 }
 
-/// A phone number as conversations are keyed: without a leading `+`, so that a report's `to`
-/// and a send's destination name the same conversation.
+/// A customer's number from a field, as conversations are keyed.
 fn phone(value: Option<String>) -> Option<String> {
-    non_empty(value).map(|number| number.trim().trim_start_matches('+').to_owned())
+    non_empty(value).map(|number| super::customer_number(&number).to_owned())
 }
 
 /// A serde error as a sentence naming where in the document it is.

@@ -360,9 +360,12 @@ impl Store for RedisStore {
                 .ignore()
                 .ltrim(keys.dead_letters(), 0, MAX_DEAD_LETTERS as isize - 1)
                 .ignore()
+                .xdel(journal, &[entry])
+                .ignore()
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(unavailable)?;
+            // Dead-lettered and out of the journal in one step; now drop the journal if empty.
             settle
                 .key(journal)
                 .arg(entry)
