@@ -22,8 +22,9 @@ peak() { awk '/VmHWM/ {print $2}' "/proc/$gateway/status"; }
 echo "idle: VmHWM $(peak) kB"
 curl -s -u ctlive:change-me http://127.0.0.1:8080/imchannel/omni/1/advanced \
   -d '{"destinations":[{"to":{"phoneNumber":"41"}}],"whatsApp":{"text":"doc","fileUrl":"http://127.0.0.1:9100/big.pdf"}}' >/dev/null
-until redis-cli -p 6391 --scan --pattern 'imch:media:*' | grep -qv ':[0-9]*$'; do sleep 0.1; done
-id=$(redis-cli -p 6391 --scan --pattern 'imch:media:*' | grep -v ':[0-9]*$' | head -1 | sed 's/imch:media://')
+items() { redis-cli -p 6391 --scan --pattern 'imch:media:*' | grep -Ev ':([0-9]+|claim)$'; }
+until items | grep -q .; do sleep 0.1; done
+id=$(items | head -1 | sed 's/imch:media://')
 until [ "$(redis-cli -p 6391 hget "imch:media:$id" state)" = ready ]; do sleep 0.1; done
 url="http://127.0.0.1:8080/default/imchannel/getDocumentMessage/$id"
 echo "fetched into Redis: VmHWM $(peak) kB"

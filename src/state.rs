@@ -1,4 +1,4 @@
-//! What every request handler shares: the tenants and the intake.
+//! What every request handler shares: the tenants, the intake, the media and the body limit.
 
 use std::collections::HashMap;
 

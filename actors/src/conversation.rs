@@ -1,6 +1,7 @@
-//! One chat's ordered queue: the actor passes one envelope at a time to its sink and moves on only
-//! when the head was taken or failed for good. A retry waits on a timer, not in a handler, so the
-//! mailbox stays open (new work queues up behind the head meanwhile).
+//! One chat: two ordered lanes (inbound to the host, outbound to the customer), each with its own
+//! sink. The actor passes one envelope at a time per lane and moves on only when the head was
+//! taken or failed for good. A retry waits on a timer, not in a handler, so the mailbox stays
+//! open (new work queues up behind the head meanwhile).
 
 use std::cell::Cell;
 use std::collections::VecDeque;

@@ -8,7 +8,8 @@
 //! - [`intake`]: admit, make durable, hand over: the one path every accepted batch takes.
 //! - [`registry`]: finds or starts the actor of a conversation, bounds how many live and how much
 //!   each holds, stops idle ones.
-//! - [`conversation`]: one chat's ordered queue, passed on one item at a time with retries.
+//! - [`conversation`]: one chat's two ordered lanes (inbound, outbound), each passed on one item
+//!   at a time with retries.
 //! - [`retry`]: exponential backoff with jitter.
 //! - [`media`]: the media cache: fetch each source once, keep it in the store in chunks.
 

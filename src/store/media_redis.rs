@@ -1,6 +1,7 @@
 //! Media in Redis: `<prefix>:media:<id>` is a hash of the item's state and source, and
-//! `<prefix>:media:<id>:<n>` holds chunk n; every key expires after `store.media_ttl_secs`, so
-//! any instance sharing the Redis serves any id.
+//! `<prefix>:media:<id>:<n>` holds chunk n, each expiring after `store.media_ttl_secs`, so any
+//! instance sharing the Redis serves any id; `<prefix>:media:<id>:claim` names the instance
+//! fetching it, for the fetch's lease.
 
 use std::collections::HashMap;
 use std::time::Duration;

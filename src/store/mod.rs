@@ -1,5 +1,6 @@
-//! The two implementations of the actors' [`Store`] port: Redis, and the embedded memory store
-//! used when no Redis is configured.
+//! The stores behind the actors' ports: accepted work ([`Store`]) and media items
+//! ([`MediaStore`]), each in Redis or in the embedded memory store used when no Redis is
+//! configured; and the rates the instances on one Redis share ([`SharedPace`]).
 
 mod media_memory;
 mod media_redis;

@@ -6,8 +6,8 @@
 //! Keys, under `store.key_prefix`: `:dedup:<key>` (marks, with TTL), `:rank:<subject>` (highest
 //! status rank), `:journal:<instance>` (a stream per instance of its accepted, not yet settled
 //! work, in acceptance order), `:lease:<instance>` and `:instances` (who is alive),
-//! `:adopted:<adopter>:<orphan>:<n>` (a dead instance's journal, taken over), `:deadletters` (a
-//! list of JSON records).
+//! `:adopted:<adopter>:<orphan>:<n>` (a dead instance's journal, taken over), `:conv:<tenant>:<id>`
+//! (the conversation of a send, for the reports on it), `:deadletters` (a list of JSON records).
 //!
 //! Each instance owns its journal while its lease lives. A process that restarts under the same
 //! identity resumes its journal at once; the journal of an instance that died and did not come
