@@ -7,7 +7,7 @@ use futures::future::join_all;
 
 use actix::{Addr, Arbiter};
 use imchannel_actors::media::{
-    Ensure, MediaCache, MediaError, MediaMeta, MediaSource, MediaStore, Prefetch,
+    Ensure, MediaCache, MediaError, MediaMeta, MediaSource, MediaState, MediaStore, Prefetch,
 };
 use imchannel_actors::ports::StoreError;
 
@@ -46,6 +46,10 @@ impl Media {
     pub async fn ensure(&self, id: &str) -> Result<MediaMeta, MediaError> {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(MediaError::NotFound);
+        }
+        // Most asks are for items fetched already: those skip the actor (a thread hop).
+        if let Ok(Some(MediaState::Ready(meta))) = self.store.state(id.to_owned()).await {
+            return Ok(meta);
         }
         self.cache
             .send(Ensure(id.to_owned()))
