@@ -64,23 +64,25 @@ impl Load {
     }
 }
 
+/// Where the head of a lane is.
+enum Head {
+    /// Not taken up: the next pump hands it to the sink.
+    Idle,
+    /// With the sink right now.
+    WithSink,
+    /// Waiting for its next attempt, on this timer.
+    AwaitingRetry(SpawnHandle),
+    /// Failed for good, being replaced by its notice in the store.
+    Replacing,
+}
+
 /// One lane of a conversation: its ordered queue and the state of its head.
 struct LaneState {
     queue: VecDeque<Envelope>,
-    /// The head is with the sink, waiting for its retry, or being replaced by its notice.
-    busy: bool,
-    /// The timer of the head's next attempt, while it waits for it.
-    retry_timer: Option<SpawnHandle>,
+    head: Head,
     /// Failed attempts at the head so far.
     failures: u32,
     sink: Rc<dyn Sink>,
-}
-
-impl LaneState {
-    /// Whether the head is with its sink right now (not waiting for a retry).
-    fn in_flight(&self) -> bool {
-        self.busy && self.retry_timer.is_none()
-    }
 }
 
 /// The actor of one conversation: an inbound and an outbound lane, each passed on in order.
@@ -102,8 +104,7 @@ impl Conversation {
     ) -> Self {
         let lane = |lane: Lane| LaneState {
             queue: VecDeque::new(),
-            busy: false,
-            retry_timer: None,
+            head: Head::Idle,
             failures: 0,
             sink: sinks.of(lane).clone(),
         };
@@ -125,7 +126,11 @@ impl Conversation {
     /// with its sink right now: then the head waits for that attempt to end.
     fn pump(&mut self, lane: Lane, ctx: &mut Context<Self>) {
         let state = &self.lanes[lane.index()];
-        let Some(head) = state.queue.front().filter(|_| !state.busy) else {
+        let Some(head) = state
+            .queue
+            .front()
+            .filter(|_| matches!(state.head, Head::Idle))
+        else {
             return;
         };
         if let Some(after) = head.after.clone() {
@@ -135,7 +140,7 @@ impl Conversation {
                 .iter()
                 .position(|envelope| envelope.reference == after)
             {
-                if position == 0 && other.in_flight() {
+                if position == 0 && matches!(other.head, Head::WithSink | Head::Replacing) {
                     return;
                 }
                 self.acknowledge(lane.other(), position, ctx);
@@ -146,7 +151,7 @@ impl Conversation {
             return;
         };
         let delivery = state.sink.deliver(head);
-        self.lane(lane).busy = true;
+        self.lane(lane).head = Head::WithSink;
         ctx.spawn(
             delivery
                 .into_actor(self)
@@ -159,10 +164,9 @@ impl Conversation {
     fn acknowledge(&mut self, lane: Lane, position: usize, ctx: &mut Context<Self>) {
         let state = self.lane(lane);
         if position == 0 {
-            if let Some(timer) = state.retry_timer.take() {
+            if let Head::AwaitingRetry(timer) = std::mem::replace(&mut state.head, Head::Idle) {
                 ctx.cancel_future(timer);
             }
-            state.busy = false;
             state.failures = 0;
         }
         let Some(settled) = state.queue.remove(position) else {
@@ -191,7 +195,7 @@ impl Conversation {
     ) {
         let state = &self.lanes[lane.index()];
         let Some(head) = state.queue.front() else {
-            self.lane(lane).busy = false;
+            self.lane(lane).head = Head::Idle;
             return;
         };
         let reported = self.lanes[lane.other().index()]
@@ -229,12 +233,10 @@ impl Conversation {
                 delay.as_millis()
             );
             let timer = ctx.run_later(delay, move |act, ctx| {
-                let state = act.lane(lane);
-                state.retry_timer = None;
-                state.busy = false;
+                act.lane(lane).head = Head::Idle;
                 act.pump(lane, ctx);
             });
-            self.lane(lane).retry_timer = Some(timer);
+            self.lane(lane).head = Head::AwaitingRetry(timer);
             return;
         }
         let Some(notice) = failure.notice else {
@@ -261,6 +263,7 @@ impl Conversation {
             reference: head.reference,
             payload: notice.payload,
         };
+        self.lane(lane).head = Head::Replacing;
         self.give_notice(lane, head.receipt, notice, 1, ctx);
     }
 
@@ -310,7 +313,7 @@ impl Conversation {
             .pop_front()
             .map(|head| head.reference)
             .unwrap_or_default();
-        state.busy = false;
+        state.head = Head::Idle;
         state.failures = 0;
         let sink = state.sink.name();
         self.load.remove(1);
