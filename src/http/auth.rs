@@ -8,26 +8,26 @@ use base64::Engine;
 use super::error::ApiError;
 use crate::config::Secret;
 
-/// The Basic credentials a caller must present; both empty means no authentication.
+/// The Basic credentials a caller must present: `user:password`, or none when both are empty.
 pub struct BasicCredentials {
-    user: String,
-    password: Secret,
+    expected: Option<Secret>,
 }
 
 impl BasicCredentials {
     /// The pair a tenant configured.
     pub fn new(user: &str, password: &Secret) -> Self {
+        let none = user.is_empty() && password.is_empty();
         Self {
-            user: user.to_owned(),
-            password: password.clone(),
+            expected: (!none)
+                .then(|| Secret::from(format!("{user}:{}", password.expose()).as_str())),
         }
     }
 
     /// Whether `req` presents these credentials.
     pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        if self.user.is_empty() && self.password.is_empty() {
+        let Some(expected) = &self.expected else {
             return Ok(());
-        }
+        };
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -36,8 +36,7 @@ impl BasicCredentials {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
             .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
             .ok_or(ApiError::Unauthorized)?;
-        let expected = format!("{}:{}", self.user, self.password.expose());
-        if constant_time_eq(&presented, expected.as_bytes()) {
+        if constant_time_eq(&presented, expected.expose().as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)

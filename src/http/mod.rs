@@ -10,6 +10,8 @@ mod webhook;
 
 use actix_web::web;
 
+use crate::protocol::media_links::OUTBOUND_MEDIA;
+
 /// Mounts every route of the gateway on `cfg`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -27,12 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource(["/imchannel/media/{id}", "/{tenant}/imchannel/media/{id}"])
             .route(web::get().to(|req, state| media::serve(req, state, "media"))),
     );
-    for function in [
-        "getImageMessage",
-        "getDocumentMessage",
-        "getAudioMessage",
-        "getVideoMessage",
-    ] {
+    for (_, function) in OUTBOUND_MEDIA {
         cfg.service(
             web::resource([
                 format!("/imchannel/{function}/{{id}}"),

@@ -2,12 +2,12 @@
 //! to fetch outbound media, `media/{id}` for CTLive to fetch inbound media. Ids are random v4
 //! UUIDs: the URL is the capability.
 
-/// The fields of an outbound media send, and the route kind of each.
+/// The fields of an outbound media send, and the route Infobip fetches each kind from.
 pub const OUTBOUND_MEDIA: [(&str, &str); 4] = [
-    ("imageUrl", "Image"),
-    ("fileUrl", "Document"),
-    ("audioUrl", "Audio"),
-    ("videoUrl", "Video"),
+    ("imageUrl", "getImageMessage"),
+    ("fileUrl", "getDocumentMessage"),
+    ("audioUrl", "getAudioMessage"),
+    ("videoUrl", "getVideoMessage"),
 ];
 
 /// Inbound message types whose `url` imchannel downloads.
@@ -38,12 +38,9 @@ impl MediaLinks {
         uuid::Uuid::new_v4().to_string()
     }
 
-    /// Where Infobip fetches outbound item `id` of kind `kind` (`Image`, `Document`, ...).
-    pub fn outbound(&self, tenant: &str, kind: &str, id: &str) -> String {
-        format!(
-            "{}/{tenant}/imchannel/get{kind}Message/{id}",
-            self.public_url
-        )
+    /// Where Infobip fetches outbound item `id` from its `route` (`getImageMessage`, ...).
+    pub fn outbound(&self, tenant: &str, route: &str, id: &str) -> String {
+        format!("{}/{tenant}/imchannel/{route}/{id}", self.public_url)
     }
 
     /// Where CTLive fetches inbound item `id`.
@@ -68,7 +65,7 @@ mod tests {
     fn outbound_links_round_trip() {
         let links = MediaLinks::new("http://gw.example/");
         let id = MediaLinks::new_id();
-        let url = links.outbound("acme", "Image", &id);
+        let url = links.outbound("acme", "getImageMessage", &id);
         assert_eq!(
             url,
             format!("http://gw.example/acme/imchannel/getImageMessage/{id}")

@@ -139,11 +139,11 @@ fn link_media(
     links: &MediaLinks,
 ) -> Option<OutboundMedia> {
     let whatsapp = send.get_mut("whatsApp")?.as_object_mut()?;
-    let (field, kind) = OUTBOUND_MEDIA
+    let (field, route) = OUTBOUND_MEDIA
         .into_iter()
         .find(|(field, _)| whatsapp.contains_key(*field))?;
     let id = MediaLinks::new_id();
-    let source = whatsapp.insert(field.to_owned(), links.outbound(tenant, kind, &id).into())?;
+    let source = whatsapp.insert(field.to_owned(), links.outbound(tenant, route, &id).into())?;
     Some(OutboundMedia {
         id,
         source: source.as_str().unwrap_or_default().trim().to_owned(),
