@@ -17,6 +17,8 @@ use crate::protocol::webhook::forward_body;
 /// Where one tenant's events go.
 pub struct CtliveTarget {
     url: String,
+    /// The URL as log lines show it (no credentials).
+    shown: Arc<str>,
     credentials: Option<(String, Secret)>,
 }
 
@@ -34,6 +36,7 @@ pub fn targets(settings: &Settings) -> CtliveTargets {
             .then(|| (tenant.ctlive_user.clone(), tenant.ctlive_password.clone()));
             let target = CtliveTarget {
                 url: tenant.ctlive_url.clone(),
+                shown: loggable_url(&tenant.ctlive_url).into(),
                 credentials,
             };
             (name.clone(), target)
@@ -79,7 +82,7 @@ impl Sink for CtliveForwarder {
         }
         let sending = request.send_body(forward_body(&envelope.payload));
         let reference = envelope.reference.clone();
-        let url = loggable_url(&target.url);
+        let url = target.shown.clone();
         async move {
             let answer = exchange(sending).await?;
             info!(

@@ -24,6 +24,8 @@ use crate::store::SharedPace;
 /// Where and how one tenant's sends go.
 pub struct InfobipTarget {
     url: String,
+    /// The URL as log lines show it (no credentials).
+    shown: Arc<str>,
     authorization: Secret,
     /// How the log names the credentials sent (never the credentials themselves).
     auth_kind: &'static str,
@@ -43,11 +45,13 @@ pub fn targets(settings: &Settings, pace: Option<Arc<dyn SharedPace>>) -> Infobi
                 InfobipAuth::App => "api key",
                 InfobipAuth::Basic => "basic auth",
             };
+            let url = format!(
+                "{}/omni/1/advanced",
+                tenant.infobip_base_url.trim_end_matches('/')
+            );
             let target = InfobipTarget {
-                url: format!(
-                    "{}/omni/1/advanced",
-                    tenant.infobip_base_url.trim_end_matches('/')
-                ),
+                shown: loggable_url(&url).into(),
+                url,
                 authorization: tenant.infobip_authorization(),
                 auth_kind,
                 pacer: Arc::new(Pacer::new(
@@ -116,7 +120,7 @@ impl Sink for InfobipSender {
             .insert_header((header::CONTENT_TYPE, "application/json"))
             .insert_header((header::AUTHORIZATION, target.authorization.expose()));
         let body = envelope.payload.clone();
-        let url = loggable_url(&target.url);
+        let url = target.shown.clone();
         let auth_kind = target.auth_kind;
         let media = self.media.clone();
         async move {
